@@ -1,0 +1,17 @@
+"""pinnfast: fast physics-informed neural networks — the modified MLP (M3), learning-rate annealing (M4),
+forward-mode Taylor jets, and fused Triton kernels, first applied to inferring ν of the 2D coupled Burgers equation.
+"""
+from .annealing import Annealing, FixedWeights
+from .burgers import BurgersInverse, ExactBurgers, burgers_residuals, exact_solution, make_observations
+from .data import load_observations, save_observations
+from .errors import PinnfastError
+from .evaluate import evaluate_residuals
+from .jets import JetSpec, taylor_jets
+from .models import MLP, ModifiedMLP
+from .trainer import TrainConfig, Trainer
+
+__all__ = [
+    "Annealing", "BurgersInverse", "ExactBurgers", "FixedWeights", "JetSpec", "MLP", "ModifiedMLP",
+    "PinnfastError", "TrainConfig", "Trainer", "burgers_residuals", "evaluate_residuals", "exact_solution", "load_observations",
+    "make_observations", "save_observations", "taylor_jets",
+]

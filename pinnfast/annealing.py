@@ -1,0 +1,76 @@
+"""Loss weights λ_i for ``L = L_r + Σ λ_i L_i``: fixed (M1, M3) or learning-rate annealing (M2, M4; Algorithm 1).
+
+Annealing, every ``period`` steps:  λ̂_i = max_θ |∇_θ L_r| / mean_θ |∇_θ L_i|,  λ_i ← (1 − α) λ_i + α λ̂_i.
+Conventions (MATH.md), as options; the defaults are the paper's formula:
+- ``grads="all"``: every network parameter; ``"weights"``: the trunk's weight matrices only (input, hidden and
+  output layers; no biases, no encoder weights), as in the authors' code. ν is never included.
+- ``mean="global"``: each parameter counts once; ``"per-layer"``: mean of the per-tensor means (authors' code).
+- ``weighted=False``: ∇L_i; ``True``: ∇(λ_i L_i) with the current λ_i (authors' code; fixed point λ² = ratio).
+λ lives on the parameters' device and is updated there, so a step never waits for the host.
+"""
+import torch
+
+from .errors import PinnfastError
+
+GRAD_SETS = ("all", "weights")
+MEAN_KINDS = ("global", "per-layer")
+
+
+class FixedWeights:
+    """Constant λ_i (1 by default): the weighting of M1 and M3."""
+
+    def __init__(self, n_terms, device="cpu", value=1.0):
+        self.lambdas = torch.full((n_terms,), float(value), device=device)
+
+    def due(self, step):
+        return False
+
+    def state_dict(self):
+        return {"lambdas": self.lambdas.clone()}
+
+    def load_state_dict(self, state):
+        self.lambdas.copy_(state["lambdas"])
+
+
+class Annealing(FixedWeights):
+    """Algorithm 1 of Wang, Teng & Perdikaris (2020), with the conventions above as options."""
+
+    def __init__(self, n_terms, device="cpu", period=10, alpha=0.1, grads="all", mean="global", weighted=False):
+        super().__init__(n_terms, device)
+        if grads not in GRAD_SETS:
+            raise PinnfastError(f"annealing grads must be one of {GRAD_SETS}, got {grads!r}")
+        if mean not in MEAN_KINDS:
+            raise PinnfastError(f"annealing mean must be one of {MEAN_KINDS}, got {mean!r}")
+        if int(period) != period or period < 1:
+            raise PinnfastError(f"annealing period must be an integer >= 1, got {period!r}")
+        if not 0 < alpha <= 1:
+            raise PinnfastError(f"annealing alpha must be in (0, 1], got {alpha!r}")
+        self.period, self.alpha, self.grads, self.mean, self.weighted = int(period), alpha, grads, mean, weighted
+
+    def due(self, step):
+        return step % self.period == 0
+
+    def selected(self, named_params):
+        """Indices of the parameters whose gradients enter the statistic."""
+        names = [name for name, _ in named_params]
+        if self.grads == "all":
+            return list(range(len(names)))
+        return [k for k, name in enumerate(names) if name.endswith("weight") and "encoder" not in name]
+
+    def statistic(self, grad_r, grads_terms):
+        """λ̂_i for every term, from gradient lists aligned with the selected parameters."""
+        max_r = torch.stack([g.abs().max() for g in grad_r]).max()
+        ratios = []
+        for k, grads in enumerate(grads_terms):
+            scale = self.lambdas[k] if self.weighted else 1.0
+            if self.mean == "global":
+                mean = sum(g.abs().sum() for g in grads) / sum(g.numel() for g in grads)
+            else:
+                mean = torch.stack([g.abs().mean() for g in grads]).mean()
+            ratios.append(max_r / (scale * mean))
+        return torch.stack(ratios)
+
+    def update(self, grad_r, grads_terms):
+        """λ ← (1 − α) λ + α λ̂, in place on the device."""
+        statistic = self.statistic(grad_r, grads_terms)  # before λ changes: the weighted form reads λ
+        self.lambdas.mul_(1 - self.alpha).add_(self.alpha * statistic)

@@ -1,0 +1,143 @@
+"""Forward-mode Taylor propagation ("jets"): the rules of MATH.md, once, in plain torch ops.
+
+A jet is a tensor of shape ``(1 + F + S, N, W)``: channel 0 the value, channels ``1..F`` first derivatives along
+the spec's propagated directions, then ``S`` pure second derivatives. Every model, the ``torch`` backend and the
+docs use these functions; the Triton kernels implement the same rules and are tested against ``autograd``.
+"""
+from dataclasses import dataclass
+
+import torch
+
+from .errors import PinnfastError
+
+
+@dataclass(frozen=True)
+class JetSpec:
+    """Which derivative channels to carry: ``first`` directions, and pure ``second`` directions.
+
+    The tanh rule for ``h_ii`` needs ``z_i``, so a direction asked only as a second derivative is still
+    propagated as a first-derivative channel (``dirs``) and dropped from the output by :meth:`output_channels`.
+    """
+
+    first: tuple
+    second: tuple
+
+    @classmethod
+    def build(cls, first, second, in_dim):
+        first, second = tuple(int(i) for i in first), tuple(int(i) for i in second)
+        for name, dirs in (("first", first), ("second", second)):
+            if len(set(dirs)) != len(dirs):
+                raise PinnfastError(f"{name}={dirs} repeats a direction")
+            bad = [i for i in dirs if not 0 <= i < in_dim]
+            if bad:
+                raise PinnfastError(f"{name}={dirs}: direction {bad[0]} is not an input index (in_dim={in_dim})")
+        return cls(first, second)
+
+    @property
+    def dirs(self):
+        """Propagated first-derivative directions: ``first``, then second-only directions."""
+        return self.first + tuple(i for i in self.second if i not in self.first)
+
+    @property
+    def second_pos(self):
+        """For each second direction, its position in :attr:`dirs`."""
+        return tuple(self.dirs.index(i) for i in self.second)
+
+    @property
+    def n_channels(self):
+        """Channels propagated through the network."""
+        return 1 + len(self.dirs) + len(self.second)
+
+    @property
+    def n_outputs(self):
+        """Channels in the public layout: value, first..., second..."""
+        return 1 + len(self.first) + len(self.second)
+
+    def output_channels(self):
+        """Indices into the propagated jet that form the public layout (value, first..., second...)."""
+        n_dirs = len(self.dirs)
+        return [0] + [1 + k for k in range(len(self.first))] + [1 + n_dirs + k for k in range(len(self.second))]
+
+
+VALUE_ONLY = JetSpec((), ())
+
+
+def input_jet(x, scale, shift, linear, spec):
+    """Jet of ``z = x̃ W + b`` with ``x̃ = x * scale + shift``: ``z_i = scale_i W[i, :]``, ``z_ii = 0``."""
+    value = (x * scale + shift) @ linear.weight.T + linear.bias
+    n, width = value.shape
+    dirs = list(spec.dirs)
+    first = (linear.weight.T[dirs] * scale[dirs, None]).unsqueeze(1).expand(len(dirs), n, width)
+    second = value.new_zeros(()).expand(len(spec.second), n, width)
+    return torch.cat([value.unsqueeze(0), first, second], 0)
+
+
+def linear_jet(jet, linear):
+    """``z = h W + b``; every derivative channel shares ``W`` and gets no bias."""
+    z = jet @ linear.weight.T
+    return torch.cat([(z[0] + linear.bias).unsqueeze(0), z[1:]], 0)
+
+
+def tanh_jet(jet, spec):
+    """``h = tanh(z)``, ``g = 1 − h²``: ``h_i = g z_i``, ``h_ii = g z_ii − 2 h g z_i²``."""
+    n_dirs = len(spec.dirs)
+    h = torch.tanh(jet[0])
+    g = 1 - h * h
+    first = g * jet[1:1 + n_dirs]
+    z_i = jet[[1 + p for p in spec.second_pos]]
+    second = g * jet[1 + n_dirs:] - 2 * h * g * z_i * z_i
+    return torch.cat([h.unsqueeze(0), first, second], 0)
+
+
+def gate_jet(u, v, z, spec):
+    """``H = U + Z ⊙ (V − U)``: ``H_i = U_i + Z_i D + Z D_i``, ``H_ii = U_ii + Z_ii D + 2 Z_i D_i + Z D_ii``."""
+    n_dirs = len(spec.dirs)
+    d = v - u
+    value = u[0] + z[0] * d[0]
+    first = u[1:1 + n_dirs] + z[1:1 + n_dirs] * d[0] + z[0] * d[1:1 + n_dirs]
+    pos = [1 + p for p in spec.second_pos]
+    second = u[1 + n_dirs:] + z[1 + n_dirs:] * d[0] + 2 * z[pos] * d[pos] + z[0] * d[1 + n_dirs:]
+    return torch.cat([value.unsqueeze(0), first, second], 0)
+
+
+BACKENDS = ("autograd", "torch", "triton", "auto")
+
+
+def taylor_jets(model, x, first=(0, 1, 2), second=(0, 1), backend="torch", **options):
+    """Value and input derivatives of ``model`` at ``x``: a tensor of shape ``(1 + len(first) + len(second), N, out)``.
+
+    Channel 0 is the value, then ``∂/∂x_i`` for ``i`` in ``first`` (in that order), then ``∂²/∂x_i²`` for ``i`` in
+    ``second``. Backends: ``"autograd"`` (nested ``torch.autograd.grad``, the reference), ``"torch"`` (forward
+    Taylor propagation in torch ops), ``"triton"`` (fused kernel; ``options`` such as ``precision`` go to it) and
+    ``"auto"`` (triton on CUDA, torch elsewhere). All are differentiable with respect to the model's parameters.
+    """
+    if backend not in BACKENDS:
+        raise PinnfastError(f"unknown jets backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    if x.dim() != 2 or x.shape[1] != model.in_dim:
+        raise PinnfastError(f"x must have shape (N, {model.in_dim}), got {tuple(x.shape)}")
+    spec = JetSpec.build(first, second, model.in_dim)
+    if backend == "auto":
+        backend = "triton" if x.is_cuda else "torch"
+    if backend == "autograd":
+        return autograd_jets(model, x, spec)
+    if backend == "triton":
+        from .kernels import triton_jets  # imported here so that the CPU paths never need triton
+        return triton_jets(model, x, spec, **options)
+    if options:
+        raise PinnfastError(f"options {sorted(options)} apply only to the triton backend")
+    return model.taylor(x, spec)[spec.output_channels()]
+
+
+def autograd_jets(model, x, spec):
+    """Reference jets by nested reverse mode (``create_graph=True``, so they stay differentiable)."""
+    x = x.detach().requires_grad_(True)
+    y = model(x)
+    channels = [y] + [[None] * y.shape[1] for _ in range(len(spec.first) + len(spec.second))]
+    for o in range(y.shape[1]):
+        grad = torch.autograd.grad(y[:, o].sum(), x, create_graph=True)[0]
+        for k, i in enumerate(spec.first):
+            channels[1 + k][o] = grad[:, i]
+        for k, i in enumerate(spec.second):
+            second = torch.autograd.grad(grad[:, i].sum(), x, create_graph=True)[0]
+            channels[1 + len(spec.first) + k][o] = second[:, i]
+    return torch.stack([channels[0]] + [torch.stack(c, 1) for c in channels[1:]])

@@ -1,0 +1,94 @@
+"""The networks: plain tanh MLP (M1/M2) and the paper's modified MLP (M3/M4), both propagating jets.
+
+``forward(x)`` is the value channel of :meth:`taylor`, so the value and its derivatives come from one code path.
+"""
+import torch
+from torch import nn
+
+from .errors import PinnfastError
+from .jets import VALUE_ONLY, gate_jet, input_jet, linear_jet, tanh_jet
+
+
+def _xavier_linear(fan_in, fan_out):
+    layer = nn.Linear(fan_in, fan_out)
+    nn.init.xavier_normal_(layer.weight)
+    nn.init.zeros_(layer.bias)
+    return layer
+
+
+class _JetNetwork(nn.Module):
+    """Shared shape checks and input normalisation ``x̃ = 2 (x − lo) / (hi − lo) − 1`` per coordinate."""
+
+    def __init__(self, in_dim, out_dim, width, depth, domain):
+        super().__init__()
+        for name, value in (("in_dim", in_dim), ("out_dim", out_dim), ("width", width), ("depth", depth)):
+            if int(value) != value or value < 1:
+                raise PinnfastError(f"{type(self).__name__}: {name} must be an integer >= 1, got {value!r}")
+        self.in_dim, self.out_dim, self.width, self.depth = int(in_dim), int(out_dim), int(width), int(depth)
+        scale, shift = torch.ones(self.in_dim), torch.zeros(self.in_dim)
+        if domain is not None:
+            lo = torch.as_tensor(domain[0], dtype=torch.float64).reshape(-1)
+            hi = torch.as_tensor(domain[1], dtype=torch.float64).reshape(-1)
+            if lo.numel() != self.in_dim or hi.numel() != self.in_dim or not bool((hi > lo).all()):
+                raise PinnfastError(f"domain must be (lo, hi) with {self.in_dim} bounds each and hi > lo, "
+                                    f"got lo={lo.tolist()}, hi={hi.tolist()}")
+            scale = (2.0 / (hi - lo)).float()
+            shift = (-1.0 - lo * 2.0 / (hi - lo)).float()
+        self.register_buffer("in_scale", scale)
+        self.register_buffer("in_shift", shift)
+
+    def forward(self, x):
+        return self.taylor(x, VALUE_ONLY)[0]
+
+    def _input_jet(self, x, linear, spec):
+        return input_jet(x, self.in_scale, self.in_shift, linear, spec)
+
+
+class MLP(_JetNetwork):
+    """Plain tanh MLP: ``H_1 = tanh(X W_1 + b_1)``, then ``depth`` layers ``H ← tanh(H W_k + b_k)``, linear output.
+
+    ``depth`` counts the width-to-width layers, as for :class:`ModifiedMLP`, so M1 and M3 have the same widths.
+    """
+
+    def __init__(self, in_dim, out_dim, width, depth, domain=None):
+        super().__init__(in_dim, out_dim, width, depth, domain)
+        self.input_layer = _xavier_linear(self.in_dim, self.width)
+        self.hidden = nn.ModuleList(_xavier_linear(self.width, self.width) for _ in range(self.depth))
+        self.output = _xavier_linear(self.width, self.out_dim)
+
+    def taylor(self, x, spec):
+        h = tanh_jet(self._input_jet(x, self.input_layer, spec), spec)
+        for layer in self.hidden:
+            h = tanh_jet(linear_jet(h, layer), spec)
+        return linear_jet(h, self.output)
+
+
+class ModifiedMLP(_JetNetwork):
+    """The modified MLP of Wang, Teng & Perdikaris (2020), eqs. 43–46 (MATH.md).
+
+    ``U, V, H_1 = tanh(X W + b)`` (encoders and first layer), then ``depth`` gate layers
+    ``Z_k = tanh(H_k W_z,k + b_z,k)``, ``H_{k+1} = U + Z_k ⊙ (V − U)``, and a linear output.
+    """
+
+    def __init__(self, in_dim, out_dim, width, depth, domain=None):
+        super().__init__(in_dim, out_dim, width, depth, domain)
+        self.encoder_u = _xavier_linear(self.in_dim, self.width)
+        self.encoder_v = _xavier_linear(self.in_dim, self.width)
+        self.input_layer = _xavier_linear(self.in_dim, self.width)
+        self.gates = nn.ModuleList(_xavier_linear(self.width, self.width) for _ in range(self.depth))
+        self.output = _xavier_linear(self.width, self.out_dim)
+
+    def taylor(self, x, spec):
+        u = tanh_jet(self._input_jet(x, self.encoder_u, spec), spec)
+        v = tanh_jet(self._input_jet(x, self.encoder_v, spec), spec)
+        h = tanh_jet(self._input_jet(x, self.input_layer, spec), spec)
+        for gate in self.gates:
+            h = gate_jet(u, v, tanh_jet(linear_jet(h, gate), spec), spec)
+        return linear_jet(h, self.output)
+
+
+def hidden_weight_names(model):
+    """Names of the hidden width-to-width weight matrices (the authors' annealing gradient set)."""
+    layers = model.gates if isinstance(model, ModifiedMLP) else model.hidden
+    prefix = "gates" if isinstance(model, ModifiedMLP) else "hidden"
+    return [f"{prefix}.{k}.weight" for k in range(len(layers))]

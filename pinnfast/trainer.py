@@ -1,0 +1,271 @@
+"""Training for the 2D Burgers inverse problem: M1–M4, Adam with exponential decay, checkpoints and resume.
+
+Each step draws fresh uniform collocation points in the data's bounding box (or a given box) and an observation
+minibatch from one seeded generator, so a run resumed from a checkpoint repeats the uninterrupted run exactly.
+Metrics stay on the device and reach the host (CSV, NaN check, checkpoint) every ``checkpoint_every`` steps.
+"""
+import csv
+import dataclasses
+import json
+import math
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from .annealing import Annealing, FixedWeights
+from .burgers import BurgersInverse
+from .errors import PinnfastError
+from .models import MLP, ModifiedMLP
+
+MODELS = {  # name: (network class, annealing)
+    "m1": (MLP, False),
+    "m2": (MLP, True),
+    "m3": (ModifiedMLP, False),
+    "m4": (ModifiedMLP, True),
+}
+DEVICES = ("auto", "cpu", "cuda")
+METRICS = ("step", "loss", "loss_r", "loss_d", "lambda_d", "nu", "lr")
+CHECKPOINT, METRICS_CSV, RESULT, PLOT = "checkpoint.pt", "metrics.csv", "result.json", "training.png"
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    """Everything that defines a run; saved in the checkpoint so that ``resume`` continues the same run."""
+
+    model: str = "m4"
+    width: int = 64
+    depth: int = 3
+    steps: int = 2000
+    lr: float = 1e-3
+    nu_lr: float = 1e-2
+    nu_beta2: float = 0.99
+    nu_warmup: int = 200
+    decay_rate: float = 0.9
+    decay_steps: int = 1000
+    n_collocation: int = 1024
+    batch_size: int = 1024
+    nu_init: float = 0.05
+    seed: int = 0
+    box: tuple = None
+    anneal_period: int = 10
+    anneal_alpha: float = 0.1
+    anneal_grads: str = "all"
+    anneal_mean: str = "global"
+    anneal_weighted: bool = False
+    checkpoint_every: int = 100
+
+    def validate(self):
+        if self.model not in MODELS:
+            raise PinnfastError(f"unknown model {self.model!r}; choose one of {', '.join(MODELS)}")
+        if not self.nu_init > 0:
+            raise PinnfastError(f"--nu-init must be positive, got {self.nu_init}")
+        for name in ("steps", "width", "depth", "n_collocation", "batch_size", "checkpoint_every", "decay_steps"):
+            if getattr(self, name) < 1:
+                raise PinnfastError(f"{name} must be >= 1, got {getattr(self, name)}")
+
+
+def resolve_device(device):
+    """``auto`` → CUDA when present, otherwise CPU with a one-line note."""
+    if device not in DEVICES:
+        raise PinnfastError(f"unknown device {device!r}; choose one of {', '.join(DEVICES)}")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise PinnfastError("--device cuda asked for, but torch sees no CUDA GPU")
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+        if device == "cpu":
+            print("pinnfast: no GPU found, running on the CPU")
+    return torch.device(device)
+
+
+class TrainingDiverged(PinnfastError):
+    """A non-finite loss: training stopped, the last good checkpoint is kept."""
+
+
+class Trainer:
+    """Fits a :class:`BurgersInverse` to observations ``{"x", "y", "t", "u", "v"}`` and writes a run folder."""
+
+    def __init__(self, observations, config, out_dir, device="auto"):
+        config.validate()
+        self.config, self.out_dir, self.device = config, Path(out_dir), resolve_device(device)
+        points = np.column_stack([observations[c] for c in ("x", "y", "t")])
+        values = np.column_stack([observations[c] for c in ("u", "v")])
+        self.obs_x = torch.tensor(points, dtype=torch.float32, device=self.device)
+        self.obs_uv = torch.tensor(values, dtype=torch.float32, device=self.device)
+        lo, hi = (points.min(0), points.max(0)) if config.box is None else map(np.asarray, config.box)
+        if not np.all(hi > lo):
+            raise PinnfastError(f"the collocation box needs hi > lo in every coordinate, got lo={lo}, hi={hi}")
+        self.box_lo = torch.tensor(lo, dtype=torch.float32, device=self.device)
+        self.box_span = torch.tensor(hi - lo, dtype=torch.float32, device=self.device)
+
+        torch.manual_seed(config.seed)
+        network_class, anneal = MODELS[config.model]
+        network = network_class(3, 2, config.width, config.depth, domain=(lo, hi))
+        self.problem = BurgersInverse(network, config.nu_init).to(self.device)
+        self.named_params = list(network.named_parameters())
+        self.optimizer = torch.optim.Adam([
+            {"params": [p for _, p in self.named_params], "lr": config.lr},
+            {"params": [self.problem.log_nu], "lr": config.nu_lr, "betas": (0.9, config.nu_beta2)},
+        ])
+        gamma = config.decay_rate ** (1.0 / config.decay_steps)
+        self.scheduler = torch.optim.lr_scheduler.ExponentialLR(self.optimizer, gamma)
+        if anneal:
+            self.weights = Annealing(1, self.device, config.anneal_period, config.anneal_alpha,
+                                     config.anneal_grads, config.anneal_mean, config.anneal_weighted)
+            self.selected = self.weights.selected(self.named_params)
+        else:
+            self.weights = FixedWeights(1, self.device)
+        self.generator = torch.Generator(self.device).manual_seed(config.seed)
+        self.step, self.seconds, self.checkpoint_step = 0, 0.0, None
+
+    # ----------------------------------------------------------------- one step
+    def _sample(self):
+        colloc = self.box_lo + self.box_span * torch.rand(
+            self.config.n_collocation, 3, generator=self.generator, device=self.device)
+        n_obs = self.obs_x.shape[0]
+        if self.config.batch_size >= n_obs:
+            return colloc, self.obs_x, self.obs_uv
+        index = torch.randint(n_obs, (self.config.batch_size,), generator=self.generator, device=self.device)
+        return colloc, self.obs_x[index], self.obs_uv[index]
+
+    def train_step(self):
+        """One optimiser step; returns the step's metrics as a device tensor (no host sync)."""
+        colloc, obs_x, obs_uv = self._sample()
+        loss_r, loss_d = self.problem.losses(colloc, obs_x, obs_uv)
+        lam = self.weights.lambdas
+        if self.weights.due(self.step):
+            self._annealed_gradients(loss_r, loss_d)
+        else:
+            (loss_r + lam[0] * loss_d).backward()
+        if self.step < self.config.nu_warmup:
+            self.problem.log_nu.grad = None  # ν waits until the network has roughly fitted the data
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        lr = self.scheduler.get_last_lr()[0]
+        self.scheduler.step()
+        self.step += 1
+        loss = loss_r.detach() + lam[0] * loss_d.detach()
+        return torch.stack([loss, loss_r.detach(), loss_d.detach(), lam[0].clone(), self.problem.nu.detach(),
+                            torch.tensor(lr, device=self.device)])
+
+    def _annealed_gradients(self, loss_r, loss_d):
+        """∇L_r and ∇L_d by two reverse passes: they feed Algorithm 1 and then form ∇L = ∇L_r + λ ∇L_d."""
+        params = [p for _, p in self.named_params]
+        grad_r = _grads(loss_r, params + [self.problem.log_nu], retain_graph=True)
+        grad_d = _grads(loss_d, params)
+        self.weights.update([grad_r[k] for k in self.selected], [[grad_d[k] for k in self.selected]])
+        lam = self.weights.lambdas[0]
+        for p, g_r, g_d in zip(params, grad_r, grad_d):
+            p.grad = g_r + lam * g_d
+        self.problem.log_nu.grad = grad_r[-1]
+
+    # ----------------------------------------------------------------- the run
+    def run(self, steps=None, progress=True):
+        """Train up to ``steps`` (the config's by default), checkpointing; returns :meth:`result`."""
+        steps = self.config.steps if steps is None else steps
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        pending, seconds_before, started = [], self.seconds, time.perf_counter()
+        with tqdm(total=steps, initial=self.step, disable=not progress, desc="pinnfast", unit="step") as bar:
+            while self.step < steps:
+                pending.append(self.train_step())
+                if self.step % self.config.checkpoint_every == 0 or self.step == steps:
+                    self.seconds = seconds_before + time.perf_counter() - started
+                    rows = self._flush(pending)
+                    bar.update(len(rows))
+                    bar.set_postfix(nu=f"{rows[-1][5]:.5g}", loss=f"{rows[-1][1]:.3g}")
+                    pending = []
+        return self.result()
+
+    def result(self):
+        return {"nu": self.problem.nu.item(), "steps": self.step, "seconds": self.seconds,
+                "model": self.config.model, "nu_init": self.config.nu_init, "device": str(self.device)}
+
+    def _flush(self, pending):
+        """Bring buffered metrics to the host: stop on a non-finite loss, else append the CSV and checkpoint."""
+        first = self.step - len(pending) + 1
+        values = torch.stack(pending).cpu().double().numpy()
+        rows = [[first + k, *row] for k, row in enumerate(values.tolist())]
+        bad = next((row for row in rows if not all(map(math.isfinite, row[1:]))), None)
+        if bad is not None:
+            self._append_metrics(rows[:rows.index(bad) + 1])
+            kept = (f"the last good checkpoint (step {self.checkpoint_step}) is kept in {self.out_dir / CHECKPOINT}"
+                    if self.checkpoint_step is not None else "no checkpoint had been written yet")
+            raise TrainingDiverged(f"training stopped: non-finite loss at step {bad[0]} (loss={bad[1]}, "
+                                   f"nu={bad[5]}); {kept}")
+        self._append_metrics(rows)
+        self.save_checkpoint()
+        return rows
+
+    def _append_metrics(self, rows):
+        path = self.out_dir / METRICS_CSV
+        new = not path.exists()
+        with open(path, "a", newline="") as handle:
+            writer = csv.writer(handle)
+            if new:
+                writer.writerow(METRICS)
+            writer.writerows(rows)
+
+    # ----------------------------------------------------------------- checkpoints
+    def save_checkpoint(self):
+        state = {
+            "config": dataclasses.asdict(self.config), "step": self.step, "seconds": self.seconds,
+            "problem": self.problem.state_dict(), "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(), "weights": self.weights.state_dict(),
+            "generator": self.generator.get_state(),
+        }
+        tmp = self.out_dir / (CHECKPOINT + ".tmp")
+        torch.save(state, tmp)
+        os.replace(tmp, self.out_dir / CHECKPOINT)
+        self.checkpoint_step = self.step
+
+    @classmethod
+    def resume(cls, observations, out_dir, device="auto", steps=None):
+        """Continue the run saved in ``out_dir`` (its config; ``steps`` may raise the target)."""
+        path = Path(out_dir) / CHECKPOINT
+        if not path.is_file():
+            raise PinnfastError(f"{path}: no checkpoint to resume from")
+        state = torch.load(path, weights_only=False, map_location="cpu")
+        config = TrainConfig(**state["config"])
+        if steps is not None:
+            config.steps = steps
+        trainer = cls(observations, config, out_dir, device)
+        trainer.problem.load_state_dict(state["problem"])
+        trainer.optimizer.load_state_dict(state["optimizer"])
+        trainer.scheduler.load_state_dict(state["scheduler"])
+        trainer.weights.load_state_dict(state["weights"])
+        trainer.generator.set_state(state["generator"])
+        trainer.step, trainer.seconds = state["step"], state["seconds"]
+        trainer.checkpoint_step = trainer.step
+        _truncate_metrics(Path(out_dir) / METRICS_CSV, trainer.step)
+        return trainer
+
+
+def load_trained(run_dir, device="cpu"):
+    """The trained :class:`BurgersInverse` of a run folder (network, domain and ν), ready for evaluation."""
+    path = Path(run_dir) / CHECKPOINT
+    if not path.is_file():
+        raise PinnfastError(f"{path}: no checkpoint; train with `pinnfast infer --out {run_dir}` first")
+    state = torch.load(path, weights_only=False, map_location="cpu")
+    config = TrainConfig(**state["config"])
+    network = MODELS[config.model][0](3, 2, config.width, config.depth)
+    problem = BurgersInverse(network, config.nu_init)
+    problem.load_state_dict(state["problem"])  # includes the domain normalisation buffers
+    return problem.to(device).eval()
+
+
+def _grads(loss, params, retain_graph=False):
+    grads = torch.autograd.grad(loss, params, retain_graph=retain_graph, allow_unused=True)
+    return [torch.zeros_like(p) if g is None else g for p, g in zip(params, grads)]
+
+
+def _truncate_metrics(path, step):
+    """Drop CSV rows after ``step`` (written after the checkpoint that a resume starts from)."""
+    if not path.exists():
+        return
+    with open(path, newline="") as handle:
+        rows = list(csv.reader(handle))
+    with open(path, "w", newline="") as handle:
+        csv.writer(handle).writerows([rows[0]] + [r for r in rows[1:] if int(r[0]) <= step])

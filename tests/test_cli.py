@@ -1,0 +1,132 @@
+"""The command line: every kind of bad input gives exit code != 0 and one clear message, no traceback."""
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import pinnfast as pf
+from pinnfast.cli import main
+
+GOOD = pf.make_observations(0.05, 40, seed=1)
+
+
+def _run(argv, capsys):
+    try:
+        code = main(argv)
+    except SystemExit as exc:  # argparse's own errors
+        code = exc.code
+    captured = capsys.readouterr()
+    return code, captured.err
+
+
+def _npz(tmp_path, name="obs.npz", **columns):
+    path = tmp_path / name
+    np.savez(path, **columns)
+    return str(path)
+
+
+def _csv(tmp_path, text, name="obs.csv"):
+    path = tmp_path / name
+    path.write_text(text)
+    return str(path)
+
+
+def _csv_text(columns, header=",".join(pf.data.COLUMNS)):
+    rows = np.column_stack([columns[c] for c in pf.data.COLUMNS])
+    return header + "\n" + "\n".join(",".join(repr(float(v)) for v in row) for row in rows) + "\n"
+
+
+def _bad_inputs(tmp_path):
+    """Each case builds its file only when called: (argv, expected message)."""
+    few = {c: a[:9] for c, a in GOOD.items()}
+    short_u = dict(GOOD, u=GOOD["u"][:-1])
+    with_nan = dict(GOOD, v=np.where(np.arange(40) == 7, np.nan, GOOD["v"]))
+    with_inf = dict(GOOD, t=np.where(np.arange(40) == 3, np.inf, GOOD["t"]))
+    no_v = {c: a for c, a in GOOD.items() if c != "v"}
+    extra = dict(GOOD, w=GOOD["u"])
+    csv_text = _csv_text(GOOD)
+    return {
+        "missing file": lambda: (["--data", str(tmp_path / "nope.npz")], "nope.npz: no such file"),
+        "npz missing column": lambda: (["--data", _npz(tmp_path, **no_v)], "missing column(s) v"),
+        "npz extra column": lambda: (["--data", _npz(tmp_path, **extra)], "unexpected column(s) w"),
+        "npz lengths differ": lambda: (["--data", _npz(tmp_path, **short_u)],
+                                       "different lengths: x=40, y=40, t=40, u=39"),
+        "npz nan": lambda: (["--data", _npz(tmp_path, **with_nan)], "column v, point 7 (0-based): value nan"),
+        "npz inf": lambda: (["--data", _npz(tmp_path, **with_inf)], "column t, point 3 (0-based): value inf"),
+        "too few points": lambda: (["--data", _npz(tmp_path, **few)], "9 points; at least 10 are needed"),
+        "csv missing column": lambda: (["--data", _csv(tmp_path, csv_text.replace("x,y,t,u,v", "x,y,t,u,w"))],
+                                       "missing column(s) v; unexpected column(s) w"),
+        "csv not a number": lambda: (["--data", _csv(tmp_path, csv_text.replace("\n", "\n0.1,0.2,oops,0.3,0.4\n", 1))],
+                                     "line 2, column t: 'oops' is not a number"),
+        "csv nan": lambda: (["--data", _csv(tmp_path, _csv_text(with_nan))], "column v, point 7 (0-based): value nan"),
+        "csv ragged": lambda: (["--data", _csv(tmp_path, csv_text + "1,2,3\n")],
+                               "line 42 has 3 fields, the header has 5"),
+        "unknown format": lambda: (["--data", _csv(tmp_path, "x", name="obs.txt")], "unknown data format '.txt'"),
+        "nu-init zero": lambda: (["--nu-init", "0"], "--nu-init must be positive, got 0.0"),
+        "nu-init negative": lambda: (["--nu-init", "-0.1"], "--nu-init must be positive, got -0.1"),
+        "unknown model": lambda: (["--model", "m9"], "argument --model: invalid choice: 'm9'"),
+        "unknown device": lambda: (["--device", "tpu"], "argument --device: invalid choice: 'tpu'"),
+    }
+
+
+@pytest.mark.parametrize("case", list(_bad_inputs(None)))
+def test_bad_input_gives_one_clear_message(case, tmp_path, capsys):
+    argv, message = _bad_inputs(tmp_path)[case]()
+    out = tmp_path / "run"
+    code, err = _run(["infer", "--out", str(out), "--steps", "2", "--quiet", *argv], capsys)
+    assert code != 0
+    assert message in err
+    assert "Traceback" not in err
+    assert len([line for line in err.splitlines() if "error" in line]) == 1
+    assert not (out / "result.json").exists()
+
+
+def test_console_script_prints_no_traceback(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "pinnfast.cli", "infer", "--data", str(tmp_path / "x.npz"),
+                             "--out", str(tmp_path / "run")], capture_output=True, text=True)
+    assert result.returncode == 2
+    assert result.stderr.strip() == f"pinnfast: error: {tmp_path / 'x.npz'}: no such file"
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--nu", "0"], "--nu must be positive"), (["--nu", "0.1", "--n", "5"], "--n must be at least 10"),
+    (["--nu", "0.1", "--noise", "-1"], "--noise must be >= 0"),
+])
+def test_make_data_errors(argv, message, tmp_path, capsys):
+    code, err = _run(["make-data", "--out", str(tmp_path / "o.npz"), *argv], capsys)
+    assert code == 2 and message in err
+
+
+@pytest.mark.parametrize("suffix", [".npz", ".csv"])
+def test_make_data_round_trip(suffix, tmp_path, capsys):
+    path = tmp_path / f"obs{suffix}"
+    assert main(["make-data", "--nu", "0.03", "--n", "25", "--noise", "0.01", "--seed", "4",
+                 "--out", str(path)]) == 0
+    loaded = pf.load_observations(path)
+    expected = pf.make_observations(0.03, 25, 0.01, seed=4)
+    for column in pf.data.COLUMNS:
+        np.testing.assert_allclose(loaded[column], expected[column], rtol=1e-15)
+
+
+def test_infer_writes_the_run_folder(tmp_path, capsys):
+    data = tmp_path / "obs.csv"
+    main(["make-data", "--nu", "0.05", "--n", "50", "--out", str(data)])
+    out = tmp_path / "run"
+    assert main(["infer", "--data", str(data), "--out", str(out), "--steps", "12", "--model", "m2",
+                 "--nu-init", "0.07", "--quiet"]) == 0
+    result = json.loads((out / "result.json").read_text())
+    assert result["steps"] == 12 and result["seconds"] > 0 and result["nu"] > 0 and result["model"] == "m2"
+    assert (out / "training.png").stat().st_size > 1000
+    lines = (out / "metrics.csv").read_text().splitlines()
+    assert lines[0] == "step,loss,loss_r,loss_d,lambda_d,nu,lr" and len(lines) == 13
+    assert "nu = " in capsys.readouterr().out
+
+
+def test_help_explains_every_option(capsys):
+    with pytest.raises(SystemExit):
+        main(["infer", "--help"])
+    text = capsys.readouterr().out
+    for option in ("--data", "--out", "--steps", "--model", "--device", "--seed", "--nu-init", "--resume"):
+        assert option in text

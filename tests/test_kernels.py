@@ -1,0 +1,111 @@
+"""Every Triton kernel against the float64 autograd reference, under the interpreter on CPU tensors.
+
+Fresh random models and points per check, outputs poisoned with NaN before the launch, widths that are not
+powers of two, and N that is not a multiple of the tile.
+"""
+import itertools
+
+import pytest
+import torch
+
+import pinnfast as pf
+from pinnfast.burgers import FIRST, SECOND, residuals_from_jets
+from pinnfast.jets import JetSpec
+from pinnfast.kernels import jets as kernel
+from conftest import relative_error
+from helpers import random_model, random_points
+
+SPECS = [((0, 1, 2), (0, 1)), ((0,), (0,)), ((1,), (0, 1)), ((), (0,)), ((1, 0), ()), ((0, 1, 2, 3), (3, 1, 2, 0))]
+CASES = [  # (width, depth, in_dim, out_dim): every width with every depth; in/out dims and specs cycle
+    (width, depth, in_dim, out_dim)
+    for (width, depth), in_dim, out_dim in zip(itertools.product([16, 50, 64, 100, 128], [1, 3, 6]),
+                                               itertools.cycle([2, 3, 4, 1]), itertools.cycle([2, 1, 3, 4]))
+]
+N_POINTS = 37  # not a multiple of the 16-point tile
+
+
+def _spec_for(in_dim, index):
+    valid = [s for s in SPECS if all(i < in_dim for i in s[0] + s[1])]
+    first, second = valid[index % len(valid)]
+    return JetSpec(first, second)
+
+
+def _check_channels(actual, expected, spec):
+    """Relative error per channel: ≤ 1e-5 for value and first derivatives, ≤ 1e-4 for second derivatives."""
+    n_first = 1 + len(spec.first)
+    for c in range(actual.shape[0]):
+        bound = 1e-5 if c < n_first else 1e-4
+        assert relative_error(actual[c], expected[c]) <= bound, f"channel {c}"
+
+
+@pytest.mark.parametrize("kind", [pf.MLP, pf.ModifiedMLP])
+@pytest.mark.parametrize("case_index", range(len(CASES)))
+def test_jets_kernel_matches_autograd(kind, case_index, rng):
+    width, depth, in_dim, out_dim = CASES[case_index]
+    spec = _spec_for(in_dim, case_index)
+    model = random_model(kind, in_dim, out_dim, width, depth, case_index % 2 == 0, rng, dtype=torch.float32)
+    x = random_points(model, N_POINTS, rng, dtype=torch.float32)
+    expected = pf.taylor_jets(model.double(), x.double(), spec.first, spec.second, backend="autograd")
+    model.float()
+    out = torch.full((spec.n_outputs, N_POINTS, out_dim), float("nan"))
+    kernel.launch(model, x, spec, out, out.new_zeros(1), False, "ieee", 16)
+    assert not out.isnan().any(), "the kernel left part of the output unwritten"
+    _check_channels(out, expected, spec)
+    public = pf.taylor_jets(model, x, spec.first, spec.second, backend="triton", precision="ieee")
+    assert torch.equal(public, out)
+
+
+@pytest.mark.parametrize("kind,width,depth", [(pf.ModifiedMLP, 50, 3), (pf.MLP, 100, 1), (pf.ModifiedMLP, 128, 6)])
+def test_fused_burgers_kernel_matches_reference_residuals(kind, width, depth, rng):
+    model = random_model(kind, 3, 2, width, depth, True, rng, dtype=torch.float32)
+    x = random_points(model, N_POINTS, rng, dtype=torch.float32)
+    nu = 0.005 + 0.1 * torch.rand((), generator=rng).item()
+    jets = pf.taylor_jets(model.double(), x.double(), FIRST, SECOND, backend="autograd")
+    model.float()
+    expected = torch.cat([jets[0], residuals_from_jets(jets, nu)], 1)
+    out = torch.full((N_POINTS, 4), float("nan"))
+    kernel.burgers_fields(model, x, nu, precision="ieee", out=out)
+    assert not out.isnan().any()
+    for c in range(4):
+        assert relative_error(out[:, c], expected[:, c]) <= 1e-4, f"column {c}"
+
+
+@pytest.mark.parametrize("kind", [pf.MLP, pf.ModifiedMLP])
+def test_triton_jets_are_differentiable(kind, rng):
+    model = random_model(kind, 3, 2, 20, 2, True, rng, dtype=torch.float32)
+    x = random_points(model, N_POINTS, rng, dtype=torch.float32).requires_grad_(True)
+    weights = torch.randn(6, N_POINTS, 2, generator=rng)
+    grads = {}
+    for backend in ("torch", "triton"):
+        loss = (pf.taylor_jets(model, x, backend=backend) * weights).sum()
+        grads[backend] = torch.autograd.grad(loss, [x, *model.parameters()])
+    for g_triton, g_torch in zip(grads["triton"], grads["torch"]):
+        assert relative_error(g_triton, g_torch) <= 1e-5
+
+
+def test_auto_backend_is_torch_on_cpu(rng):
+    model = random_model(pf.ModifiedMLP, 3, 2, 10, 2, True, rng, dtype=torch.float32)
+    x = random_points(model, 9, rng, dtype=torch.float32)
+    assert torch.equal(pf.taylor_jets(model, x, backend="auto"), pf.taylor_jets(model, x, backend="torch"))
+
+
+def test_triton_on_cpu_without_interpreter_says_how(monkeypatch):
+    monkeypatch.delenv("TRITON_INTERPRET")
+    with pytest.raises(pf.PinnfastError, match="set TRITON_INTERPRET=1 before importing triton"):
+        pf.taylor_jets(pf.MLP(3, 2, 16, 1), torch.rand(4, 3), backend="triton")
+
+
+@pytest.mark.parametrize("model,x,message", [
+    (pf.MLP(3, 2, 16, 1).double(), torch.rand(4, 3, dtype=torch.float64), "computes in float32"),
+    (pf.MLP(3, 2, 129, 1), torch.rand(4, 3), "width <= 128"),
+    (pf.MLP(5, 2, 16, 1), torch.rand(4, 5), "in_dim <= 4"),
+    (pf.ExactBurgers(0.1), torch.rand(4, 3), "supports pinnfast.MLP and pinnfast.ModifiedMLP"),
+])
+def test_unsupported_inputs(model, x, message):
+    with pytest.raises(pf.PinnfastError, match=message):
+        pf.taylor_jets(model, x, backend="triton")
+
+
+def test_unknown_precision():
+    with pytest.raises(pf.PinnfastError, match="unknown precision 'fp16'"):
+        pf.taylor_jets(pf.MLP(3, 2, 16, 1), torch.rand(4, 3), backend="triton", precision="fp16")

@@ -1,0 +1,76 @@
+"""Training: ν recovery, exact checkpoint/resume, and a clean stop on a non-finite loss."""
+import json
+
+import numpy as np
+import pytest
+import torch
+
+import pinnfast as pf
+from pinnfast.cli import main
+from pinnfast.trainer import CHECKPOINT, METRICS_CSV
+
+SMALL = dict(width=8, depth=1, n_collocation=32, batch_size=16, checkpoint_every=10, nu_warmup=5)
+
+
+def _observations():
+    return pf.make_observations(0.05, 60, seed=2)
+
+
+@pytest.mark.parametrize("model", ["m1", "m4"])
+def test_resume_equals_uninterrupted_run(model, tmp_path):
+    straight = pf.Trainer(_observations(), pf.TrainConfig(model=model, steps=30, **SMALL), tmp_path / "a", "cpu")
+    straight.run(progress=False)
+    first = pf.Trainer(_observations(), pf.TrainConfig(model=model, steps=20, **SMALL), tmp_path / "b", "cpu")
+    first.run(progress=False)
+    resumed = pf.Trainer.resume(_observations(), tmp_path / "b", "cpu", steps=30)
+    assert resumed.step == 20
+    resumed.run(progress=False)
+    for (name, p), (_, q) in zip(straight.problem.named_parameters(), resumed.problem.named_parameters()):
+        assert torch.equal(p, q), name
+    assert torch.equal(straight.weights.lambdas, resumed.weights.lambdas)
+    assert (tmp_path / "a" / METRICS_CSV).read_text() == (tmp_path / "b" / METRICS_CSV).read_text()
+
+
+def test_cli_resume(tmp_path, capsys):
+    data = tmp_path / "obs.npz"
+    pf.save_observations(data, _observations())
+    common = ["infer", "--data", str(data), "--quiet", "--model", "m3"]
+    assert main(common + ["--out", str(tmp_path / "a"), "--steps", "20"]) == 0
+    assert main(common + ["--out", str(tmp_path / "b"), "--steps", "10"]) == 0
+    assert main(common + ["--out", str(tmp_path / "b"), "--steps", "20", "--resume"]) == 0
+    a, b = (json.loads((tmp_path / d / "result.json").read_text()) for d in "ab")
+    assert a["nu"] == b["nu"] and a["steps"] == b["steps"] == 20
+
+
+def test_resume_without_checkpoint_is_an_error(tmp_path, capsys):
+    data = tmp_path / "obs.npz"
+    pf.save_observations(data, _observations())
+    assert main(["infer", "--data", str(data), "--out", str(tmp_path / "none"), "--resume", "--quiet"]) == 2
+    assert "checkpoint.pt: no checkpoint to resume from" in capsys.readouterr().err
+
+
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypatch, capsys):
+    """A NaN appears at step 25: the run stops at the next host check, the step-20 checkpoint stays."""
+    data = tmp_path / "obs.npz"
+    pf.save_observations(data, _observations())
+    original, calls = pf.BurgersInverse.losses, []
+
+    def poisoned(self, *args, **kwargs):
+        calls.append(1)
+        loss_r, loss_d = original(self, *args, **kwargs)
+        return (loss_r * np.nan, loss_d) if len(calls) >= 25 else (loss_r, loss_d)
+
+    monkeypatch.setattr(pf.BurgersInverse, "losses", poisoned)
+    out = tmp_path / "run"
+    code = main(["infer", "--data", str(data), "--out", str(out), "--steps", "50", "--quiet",
+                 "--checkpoint-every", "10"])
+    err = capsys.readouterr().err
+    assert code == 3
+    assert "non-finite loss at step 25" in err and "last good checkpoint (step 20) is kept" in err
+    assert "Traceback" not in err
+    state = torch.load(out / CHECKPOINT, weights_only=False)
+    assert state["step"] == 20 and torch.isfinite(state["problem"]["log_nu"])
+    rows = (out / METRICS_CSV).read_text().splitlines()
+    assert rows[-1].startswith("25,nan")
+    assert not (out / "result.json").exists()
+    assert (out / "training.png").exists()
