@@ -12,6 +12,7 @@ from torch import nn
 
 from .errors import PinnfastError
 from .jets import taylor_jets
+from .problems import Problem, uniform
 
 # Jet channels used for Burgers: first = (∂x, ∂y, ∂t), second = (∂xx, ∂yy).
 FIRST, SECOND = (0, 1, 2), (0, 1)
@@ -30,26 +31,49 @@ def burgers_residuals(model, x, nu, backend="torch", **options):
     return residuals_from_jets(jets, nu), jets[0]
 
 
-class BurgersInverse(nn.Module):
-    """A network for (u, v) plus the unknown viscosity, learned as ``log ν`` so that it stays positive."""
+class BurgersInverse(Problem):
+    """Burgers with unknown viscosity: a network for (u, v), ν learned as ``log ν`` (stays positive), and the
+    observations. Each batch: ``n_collocation`` uniform points in the box and ``batch_size`` observations
+    (all of them when there are fewer)."""
 
-    def __init__(self, network, nu_init):
-        super().__init__()
+    term_names = ("d",)
+    in_dim, out_dim = 3, 2
+
+    def __init__(self, network, nu_init, observed_x=None, observed_uv=None, box=None, n_collocation=512,
+                 batch_size=512):
+        box = box if box is not None else ((0.0, 0.0, 0.0), (1.0, 1.0, 1.0))
+        super().__init__(network, box[0], box[1])
         if not nu_init > 0 or not math.isfinite(nu_init):
             raise PinnfastError(f"the initial viscosity must be a positive number, got {nu_init}")
-        self.network = network
         self.log_nu = nn.Parameter(torch.tensor(math.log(nu_init)))
+        self.register_buffer("observed_x", observed_x, persistent=False)
+        self.register_buffer("observed_uv", observed_uv, persistent=False)
+        self.n_collocation, self.batch_size = n_collocation, batch_size
 
     @property
     def nu(self):
         return self.log_nu.exp()
 
-    def losses(self, collocation, observed_x, observed_uv, backend="torch"):
+    def physical(self):
+        return [self.log_nu]
+
+    def logged(self):
+        return {"nu": self.nu.detach()}
+
+    def sample(self, generator):
+        collocation = uniform(generator, self.n_collocation, self.lo, self.hi)
+        n_obs = self.observed_x.shape[0]
+        if self.batch_size >= n_obs:
+            return {"collocation": collocation, "x": self.observed_x, "uv": self.observed_uv}
+        index = torch.randint(n_obs, (self.batch_size,), generator=generator, device=self.observed_x.device)
+        return {"collocation": collocation, "x": self.observed_x[index], "uv": self.observed_uv[index]}
+
+    def losses(self, batch):
         """``L_r = mean(r_u²) + mean(r_v²)`` at the collocation points and ``L_d = mean(|uv − uv_obs|²)``."""
-        residual, _ = burgers_residuals(self.network, collocation, self.nu, backend=backend)
+        residual, _ = burgers_residuals(self.network, batch["collocation"], self.nu)
         loss_r = residual.square().mean(0).sum()
-        loss_d = (self.network(observed_x) - observed_uv).square().sum(1).mean()
-        return loss_r, loss_d
+        loss_d = (self.network(batch["x"]) - batch["uv"]).square().sum(1).mean()
+        return loss_r, [loss_d]
 
 
 def exact_solution(x, y, t, nu):

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .burgers import make_observations
+from .burgers import BurgersInverse, make_observations
 from .data import default_data_path, load_observations, save_observations
 from .errors import PinnfastError
 from .trainer import DEVICES, METRICS_CSV, MODELS, PLOT, RESULT, TrainConfig, Trainer, TrainingDiverged
@@ -64,7 +64,27 @@ def _parser():
     field.add_argument("--exact-nu", type=float,
                        help="viscosity of the exact travelling wave behind the data, to map the error too")
     field.add_argument("--device", choices=DEVICES, default="auto", help="auto, cpu or cuda (default auto)")
+    repro = commands.add_parser("reproduce", help="M1–M4 side by side on a problem of the paper",
+                                description="Train the chosen models with the authors' settings (width 50, Adam "
+                                            "1e-3 decayed x0.9 every 1000 steps, 40,001 steps, 128 points per "
+                                            "term) and write DIR/<problem>_table.md/.json, _fields.png, "
+                                            "_curves.png and one run folder per model.")
+    repro.add_argument("problem", choices=["helmholtz", "klein-gordon", "burgers"], help="which problem")
+    repro.add_argument("--models", default="m1,m2,m3,m4", help="comma-separated models (default m1,m2,m3,m4)")
+    repro.add_argument("--steps", type=int, help="steps per model (default: 40001; Burgers: its infer default)")
+    repro.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    repro.add_argument("--device", choices=DEVICES, default="auto", help="auto, cpu or cuda (default auto)")
+    repro.add_argument("--out", required=True, help="output folder")
+    repro.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser
+
+
+def _reproduce(args):
+    from .reproduce import reproduce, table_markdown
+
+    rows = reproduce(args.problem, [m.strip() for m in args.models.split(",") if m.strip()], args.out, args.steps,
+                     args.device, args.seed, progress=not args.quiet)
+    print(table_markdown(args.problem, rows))
 
 
 def _residual_field(args):
@@ -72,6 +92,8 @@ def _residual_field(args):
     from .trainer import load_trained, resolve_device
 
     problem = load_trained(args.run, resolve_device(args.device))
+    if not isinstance(problem, BurgersInverse):
+        raise PinnfastError(f"{args.run}: residual-field evaluates Burgers runs; this run is not one")
     if args.exact_nu is not None and not args.exact_nu > 0:
         raise PinnfastError(f"--exact-nu must be positive, got {args.exact_nu}")
     lo, hi = domain_box(problem.network)
@@ -114,7 +136,8 @@ def _infer(args):
 def main(argv=None):
     args = _parser().parse_args(argv)
     try:
-        {"make-data": _make_data, "infer": _infer, "residual-field": _residual_field}[args.command](args)
+        {"make-data": _make_data, "infer": _infer, "residual-field": _residual_field,
+         "reproduce": _reproduce}[args.command](args)
     except TrainingDiverged as exc:
         print(f"pinnfast: {exc}", file=sys.stderr)
         return 3

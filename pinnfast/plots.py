@@ -7,17 +7,21 @@ import numpy as np  # noqa: E402
 
 
 def plot_training(metrics_csv, png_path):
-    """Three panels from a run's metrics CSV: ν, the losses (log scale) and λ_d against step."""
-    table = np.genfromtxt(metrics_csv, delimiter=",", names=True)
-    table = np.atleast_1d(table)
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6), constrained_layout=True)
-    axes[0].plot(table["step"], table["nu"])
-    axes[0].set(xlabel="step", ylabel="ν", title="viscosity")
-    for name in ("loss", "loss_r", "loss_d"):
+    """Panels from a run's metrics CSV against step: the losses (log scale), the weights λ and, if learned, ν."""
+    table = np.atleast_1d(np.genfromtxt(metrics_csv, delimiter=",", names=True))
+    names = table.dtype.names
+    panels = 3 if "nu" in names else 2
+    fig, axes = plt.subplots(1, panels, figsize=(4.4 * panels, 3.6), constrained_layout=True)
+    for name in (n for n in names if n.startswith("loss")):
+        axes[0].semilogy(table["step"], table[name], label=name)
+    axes[0].set(xlabel="step", title="losses")
+    axes[0].legend()
+    for name in (n for n in names if n.startswith("lambda_")):
         axes[1].semilogy(table["step"], table[name], label=name)
-    axes[1].set(xlabel="step", title="losses")
+    axes[1].set(xlabel="step", title="loss weights λ")
     axes[1].legend()
-    axes[2].plot(table["step"], table["lambda_d"])
-    axes[2].set(xlabel="step", ylabel="λ_d", title="data-loss weight")
+    if "nu" in names:
+        axes[2].plot(table["step"], table["nu"])
+        axes[2].set(xlabel="step", ylabel="ν", title="viscosity")
     fig.savefig(png_path, dpi=110)
     plt.close(fig)

@@ -1,0 +1,253 @@
+"""The GPU report, in one run: kernel correctness on the GPU, timings beside the baselines, 10^8 points streamed.
+
+    python3 benchmarks/gpu_report.py            # on the GPU machine; JSON to $OUT/gpu_report.json, table last
+    TRITON_INTERPRET=1 python3 benchmarks/gpu_report.py --smoke   # CPU dry run of the same logic, tiny sizes
+
+(a) every kernel (jets of MLP and ModifiedMLP, fused Burgers) against float64 autograd, for every precision;
+(b) residual evaluation at N = 2^20 for W=64 L=4 and W=128 L=6: the fused kernel, the torch Taylor path (eager
+    and torch.compile), eager nested autograd, and JAX when the shared baseline script and jax are importable;
+(c) 10^8 points streamed through `evaluate_residuals`, with the peak GPU memory;
+plus the card's fp32 and tf32 matrix-product ceilings measured in the same run.
+"""
+import argparse
+import importlib.util
+import json
+import os
+import sys
+import time
+import traceback
+from pathlib import Path
+
+import torch
+
+import pinnfast as pf
+from pinnfast.burgers import FIRST, SECOND, residuals_from_jets
+from pinnfast.jets import JetSpec
+from pinnfast.kernels import PRECISIONS, burgers_fields
+from pinnfast.kernels import jets as kernel
+
+TOLERANCE = {"value_first": 1e-5, "second": 1e-4}  # the accuracy a precision mode must meet to be the default
+RESULTS = []
+
+
+def log(**row):
+    RESULTS.append(row)
+    print(json.dumps(row), flush=True)
+
+
+def relative_error(actual, expected):
+    return ((actual.double() - expected.double()).norm() / expected.double().norm()).item()
+
+
+def flops_per_point(width, depth):
+    """Matrix-product FLOPs of the forward jets per point (3 input layers, L gates on 6 channels, output)."""
+    return 3 * 2 * 3 * width + depth * 6 * 2 * width * width + 6 * 2 * width * 2
+
+
+def timed(fn, smoke):
+    """Median milliseconds (device events via triton.testing.do_bench on the GPU; wall clock in a smoke run)."""
+    if smoke:
+        start = time.perf_counter()
+        fn()
+        return (time.perf_counter() - start) * 1e3
+    import triton.testing
+    return triton.testing.do_bench(fn, warmup=25, rep=200, return_mode="median")
+
+
+def model_for(kind, width, depth, device, seed):
+    torch.manual_seed(seed)
+    model = kind(3, 2, width, depth, domain=([-1.0, -1.0, 0.0], [1.0, 1.0, 1.0]))
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith("bias"):
+                p.normal_(0, 0.3)  # non-zero biases exercise every term
+    return model.to(device)
+
+
+# ---------------------------------------------------------------------------------------------- (a) correctness
+def check_kernels(device, smoke):
+    cases = [(pf.ModifiedMLP, 16, 1), (pf.ModifiedMLP, 50, 3), (pf.ModifiedMLP, 64, 4), (pf.ModifiedMLP, 100, 6),
+             (pf.ModifiedMLP, 128, 6), (pf.MLP, 50, 3), (pf.MLP, 128, 6)]
+    if smoke:
+        cases = cases[1:2] + cases[5:6]
+    n = 37 if smoke else 5000 + 13  # not a multiple of the tile
+    spec = JetSpec((0, 1, 2), (0, 1))
+    for seed, (kind, width, depth) in enumerate(cases):
+        model = model_for(kind, width, depth, device, seed)
+        x = torch.rand(n, 3, device=device) * torch.tensor([2.0, 2.0, 1.0], device=device) - \
+            torch.tensor([1.0, 1.0, 0.0], device=device)
+        reference = pf.taylor_jets(model.double(), x.double(), FIRST, SECOND, backend="autograd").detach()
+        model.float()
+        ref_fields = torch.cat([reference[0], residuals_from_jets(reference, 0.02)], 1)
+        for precision in PRECISIONS:
+            out = torch.full((6, n, 2), float("nan"), device=device)
+            kernel.launch(model, x, spec, out, out.new_zeros(1), False, precision, kernel.DEFAULT_BLOCK)
+            fields = torch.full((n, 4), float("nan"), device=device)
+            burgers_fields(model, x, 0.02, precision=precision, out=fields)
+            errors = [relative_error(out[c], reference[c]) for c in range(6)]
+            burgers_errors = [relative_error(fields[:, c], ref_fields[:, c]) for c in range(4)]
+            unwritten = bool(out.isnan().any() or fields.isnan().any())
+            passed = (not unwritten and max(errors[:4]) <= TOLERANCE["value_first"]
+                      and max(errors[4:]) <= TOLERANCE["second"] and max(burgers_errors) <= TOLERANCE["second"])
+            log(kind="check", model=kind.__name__, width=width, depth=depth, precision=precision, n=n,
+                max_err_value_first=max(errors[:4]), max_err_second=max(errors[4:]),
+                max_err_burgers=max(burgers_errors), unwritten=unwritten, meets_fp32_tolerance=passed)
+
+
+# ---------------------------------------------------------------------------------------------- (b) timings
+def torch_residuals(model, x, nu):
+    with torch.no_grad():
+        residual, value = pf.burgers_residuals(model, x, nu, backend="torch")
+    return residual
+
+
+def autograd_residuals(model, x, nu):
+    residual, _ = pf.burgers_residuals(model, x, nu, backend="autograd")
+    return residual.detach()
+
+
+def time_residuals(device, smoke, baselines):
+    configs = [(64, 4), (128, 6)]
+    n = 1 << (8 if smoke else 20)
+    nu = torch.tensor(0.02, device=device)
+    for width, depth in configs:
+        model = model_for(pf.ModifiedMLP, width, depth, device, 0).float()
+        x = torch.rand(n, 3, device=device)
+        cfg = dict(width=width, depth=depth, N=n, flops_per_point=flops_per_point(width, depth))
+        impls = [(f"triton_{p}", lambda p=p: burgers_fields(model, x, nu, precision=p)) for p in PRECISIONS]
+        impls += [("torch_taylor_eager", lambda: torch_residuals(model, x, nu)),
+                  ("torch_eager_autograd", lambda: autograd_residuals(model, x, nu))]
+        if not smoke:
+            compiled = torch.compile(lambda m_x: torch_residuals(model, m_x, nu))
+            impls.append(("torch_taylor_compile", lambda: compiled(x)))
+        for name, fn in impls:
+            try:
+                if device.type == "cuda":
+                    torch.cuda.empty_cache()
+                    torch.cuda.reset_peak_memory_stats()
+                ms = timed(fn, smoke)
+                peak = torch.cuda.max_memory_allocated() / 1e9 if device.type == "cuda" else None
+                log(kind="residual_eval", impl=name, ms=ms, Mpts_per_s=n / ms / 1e3, peak_GB=peak, **cfg)
+            except Exception as exc:  # an out-of-memory baseline is a result, not a crash
+                log(kind="residual_eval", impl=name, error=repr(exc)[:200], **cfg)
+    if baselines is not None and not smoke:
+        try:
+            baselines.RESULTS.clear()
+            for width, depth in configs:
+                baselines.run_jax(width, depth, 16384, 2048, n)
+            for row in baselines.RESULTS:
+                if row.get("kind") == "residual_eval":
+                    log(**row)
+        except Exception:
+            log(kind="residual_eval", impl="jax_nested_grad", error=traceback.format_exc()[-300:])
+
+
+def time_ceilings(device, smoke):
+    if smoke:
+        return
+    a = torch.randn(8192, 8192, device=device)
+    b = torch.randn(8192, 8192, device=device)
+    for name, tf32 in (("fp32", False), ("tf32", True)):
+        torch.backends.cuda.matmul.allow_tf32 = tf32
+        ms = timed(lambda: a @ b, smoke)
+        log(kind="ceiling", precision=name, TFLOPs=2 * 8192 ** 3 / ms / 1e9)
+    torch.backends.cuda.matmul.allow_tf32 = False
+
+
+# ---------------------------------------------------------------------------------------------- (c) 10^8 points
+def stream_large(device, smoke):
+    n = 1000 if smoke else 10 ** 8
+    chunk = 256 if smoke else 1 << 22
+    model = model_for(pf.ModifiedMLP, 64, 4, device, 0).float()
+    generator = torch.Generator(device).manual_seed(0)
+    scale = torch.tensor([2.0, 2.0, 1.0], device=device)
+    shift = torch.tensor([-1.0, -1.0, 0.0], device=device)
+
+    def points(start, stop):  # generated on the device chunk by chunk: nothing of size N lives there
+        return torch.rand(stop - start, 3, generator=generator, device=device) * scale + shift
+
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
+    start = time.perf_counter()
+    norms = pf.evaluate_residuals(model, points, 0.02, n=n, chunk_size=chunk, output="squared_norm",
+                                  backend="triton" if device.type == "cuda" or smoke else "torch")
+    seconds = time.perf_counter() - start
+    peak = torch.cuda.max_memory_allocated() / 1e9 if device.type == "cuda" else None
+    log(kind="stream", N=n, chunk=chunk, seconds=seconds, Mpts_per_s=n / seconds / 1e6, peak_GPU_GB=peak,
+        finite=bool(torch.isfinite(norms).all()), mean_squared_residual=norms.double().mean().item())
+
+
+# ---------------------------------------------------------------------------------------------- table
+def table():
+    lines = ["", "== pinnfast GPU report =="]
+    device_name = next((r["device"] for r in RESULTS if r["kind"] == "device"), "?")
+    lines.append(f"device: {device_name}")
+    ceilings = {r["precision"]: r["TFLOPs"] for r in RESULTS if r["kind"] == "ceiling"}
+    if ceilings:
+        lines.append("ceilings: " + ", ".join(f"{k} {v:.1f} TFLOP/s" for k, v in ceilings.items()))
+    checks = [r for r in RESULTS if r["kind"] == "check"]
+    for precision in PRECISIONS:
+        rows = [r for r in checks if r["precision"] == precision]
+        if rows:
+            lines.append(f"check {precision:7s}: max rel err value/first {max(r['max_err_value_first'] for r in rows):.1e}"
+                         f", second {max(r['max_err_second'] for r in rows):.1e}, burgers "
+                         f"{max(r['max_err_burgers'] for r in rows):.1e}; "
+                         f"{sum(r['meets_fp32_tolerance'] for r in rows)}/{len(rows)} meet 1e-5/1e-4")
+    evals = [r for r in RESULTS if r["kind"] == "residual_eval"]
+    for width, depth in sorted({(r["width"], r["depth"]) for r in evals}):
+        rows = [r for r in evals if (r["width"], r["depth"]) == (width, depth)]
+        ours = next((r for r in rows if r["impl"] == "triton_tf32x3" and "ms" in r), None)
+        lines.append(f"residual eval W={width} L={depth} N={rows[0]['N']}:")
+        lines.append(f"  {'impl':24s} {'ms':>9s} {'Mpts/s':>9s} {'speedup of ours':>16s} {'% fp32':>7s} {'% tf32':>7s}")
+        for r in rows:
+            if "ms" not in r:
+                lines.append(f"  {r['impl']:24s} failed: {r['error'][:60]}")
+                continue
+            ratio = r["ms"] / ours["ms"] if ours else float("nan")  # impl time / triton_tf32x3 time
+            tflops = r["Mpts_per_s"] * 1e6 * flops_per_point(width, depth) / 1e12
+            pct = [f"{100 * tflops / ceilings[p]:6.1f}%" if p in ceilings else "     -" for p in ("fp32", "tf32")]
+            lines.append(f"  {r['impl']:24s} {r['ms']:9.3f} {r['Mpts_per_s']:9.1f} {ratio:16.2f} {pct[0]:>7s} {pct[1]:>7s}")
+    for r in RESULTS:
+        if r["kind"] == "stream":
+            peak = "n/a" if r["peak_GPU_GB"] is None else f"{r['peak_GPU_GB']:.2f} GB"
+            lines.append(f"streamed N={r['N']:.0e}: {r['seconds']:.2f} s ({r['Mpts_per_s']:.1f} Mpts/s), peak GPU "
+                         f"memory {peak}, finite={r['finite']}")
+    return "\n".join(lines)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes, CPU interpreter: checks the script only")
+    parser.add_argument("--baselines", default=None, help="path of bench_baselines.py (for JAX); default: "
+                                                          "../shared/baselines/bench_baselines.py if present")
+    args = parser.parse_args()
+    device = torch.device("cpu" if args.smoke else "cuda")
+    if not args.smoke and not torch.cuda.is_available():
+        sys.exit("gpu_report: no CUDA GPU here; use --smoke with TRITON_INTERPRET=1 for a CPU dry run")
+    torch.backends.cuda.matmul.allow_tf32 = False
+    name = torch.cuda.get_device_name() if device.type == "cuda" else "cpu (smoke run)"
+    import triton
+    log(kind="device", device=name, torch=torch.__version__, triton=triton.__version__,
+        date=time.strftime("%Y-%m-%d"))
+    baselines = None
+    path = Path(args.baselines or Path(__file__).resolve().parents[2] / "shared/baselines/bench_baselines.py")
+    if path.is_file() and importlib.util.find_spec("jax") is not None:
+        spec = importlib.util.spec_from_file_location("bench_baselines", path)
+        baselines = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(baselines)
+    for step in (check_kernels, lambda d, s: time_ceilings(d, s), lambda d, s: time_residuals(d, s, baselines),
+                 stream_large):
+        try:
+            step(device, args.smoke)
+        except Exception:
+            log(kind="error", step=getattr(step, "__name__", "step"), error=traceback.format_exc()[-1500:])
+    out = Path(os.environ.get("OUT", "."))
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "gpu_report.json").write_text(json.dumps(RESULTS, indent=1))
+    print(table())
+
+
+if __name__ == "__main__":
+    main()
