@@ -8,10 +8,11 @@ from .errors import PinnfastError
 from .evaluate import evaluate_residuals
 from .jets import JetSpec, taylor_jets
 from .models import MLP, ModifiedMLP
+from .problems import Helmholtz, KleinGordon, Problem
 from .trainer import TrainConfig, Trainer
 
 __all__ = [
-    "Annealing", "BurgersInverse", "ExactBurgers", "FixedWeights", "JetSpec", "MLP", "ModifiedMLP",
+    "Annealing", "BurgersInverse", "ExactBurgers", "FixedWeights", "Helmholtz", "JetSpec", "KleinGordon", "MLP", "ModifiedMLP", "Problem",
     "PinnfastError", "TrainConfig", "Trainer", "burgers_residuals", "evaluate_residuals", "exact_solution", "load_observations",
     "make_observations", "save_observations", "taylor_jets",
 ]

@@ -150,7 +150,7 @@ class Trainer:
 
     # ----------------------------------------------------------------- one step
     def train_step(self):
-        """One optimiser step; returns the step's metrics as a device tensor (no host sync)."""
+        """One optimiser step; returns the step's metrics (device tensor, no host sync) and the learning rate."""
         loss_r, terms = self.problem.losses(self.problem.sample(self.generator))
         terms = torch.stack(terms)
         lam = self.weights.lambdas
@@ -167,8 +167,8 @@ class Trainer:
         self.scheduler.step()
         self.step += 1
         loss = loss_r.detach() + (lam * terms.detach()).sum()
-        return torch.cat([torch.stack([loss, loss_r.detach()]), terms.detach(), lam.clone(),
-                          torch.stack(list(self.problem.logged().values()) + [torch.tensor(lr, device=self.device)])])
+        logged = [value.reshape(1) for value in self.problem.logged().values()]
+        return torch.cat([torch.stack([loss, loss_r.detach()]), terms.detach(), lam.clone(), *logged]), lr
 
     def _annealed_gradients(self, loss_r, terms):
         """∇L_r and each ∇L_i by separate reverse passes: they feed Algorithm 1 and then form
@@ -186,6 +186,9 @@ class Trainer:
     def run(self, steps=None, progress=True):
         """Train up to ``steps`` (the config's by default), checkpointing; returns :meth:`result`."""
         steps = self.config.steps if steps is None else steps
+        if self.checkpoint_step is None and (self.out_dir / CHECKPOINT).exists():
+            raise PinnfastError(f"{self.out_dir} already holds a run ({CHECKPOINT}); resume it (--resume) or "
+                                "choose another output folder")
         self.out_dir.mkdir(parents=True, exist_ok=True)
         pending, seconds_before, started = [], self.seconds, time.perf_counter()
         with tqdm(total=steps, initial=self.step, disable=not progress, desc="pinnfast", unit="step") as bar:
@@ -211,14 +214,14 @@ class Trainer:
     def _flush(self, pending):
         """Bring buffered metrics to the host: stop on a non-finite loss, else append the CSV and checkpoint."""
         first = self.step - len(pending) + 1
-        values = torch.stack(pending).cpu().double().numpy()
-        rows = [[first + k, *row] for k, row in enumerate(values.tolist())]
+        values = torch.stack([metrics for metrics, _ in pending]).cpu().double().numpy()
+        rows = [[first + k, *row, lr] for k, (row, (_, lr)) in enumerate(zip(values.tolist(), pending))]
         bad = next((row for row in rows if not all(map(math.isfinite, row[1:]))), None)
         if bad is not None:
             self._append_metrics(rows[:rows.index(bad) + 1])
             kept = (f"the last good checkpoint (step {self.checkpoint_step}) is kept in {self.out_dir / CHECKPOINT}"
                     if self.checkpoint_step is not None else "no checkpoint had been written yet")
-            values = ", ".join(f"{n}={v}" for n, v in zip(self.metric_names[1:], bad[1:]) if not n.startswith("l"))
+            values = ", ".join(f"{n}={v}" for n, v in zip(self.metric_names, bad) if n in self.problem.logged())
             raise TrainingDiverged(f"training stopped: non-finite loss at step {bad[0]} (loss={bad[1]}"
                                    f"{', ' + values if values else ''}); {kept}")
         self._append_metrics(rows)

@@ -82,3 +82,15 @@ def test_short_run_moves_nu_towards_the_truth(tmp_path):
     config = pf.TrainConfig(model="m4", steps=1000, n_collocation=256, batch_size=256, nu_init=0.05, seed=1)
     result = pf.Trainer(observations, config, tmp_path, "cpu").run(progress=False)
     assert abs(result["nu"] - 0.1) / 0.1 < 0.10, result["nu"]
+
+
+def test_existing_run_is_not_overwritten(tmp_path, capsys):
+    data = tmp_path / "obs.npz"
+    pf.save_observations(data, _observations())
+    out = tmp_path / "run"
+    common = ["infer", "--data", str(data), "--out", str(out), "--quiet", "--steps", "3"]
+    assert main(common) == 0
+    before = (out / METRICS_CSV).read_text(), (out / CHECKPOINT).read_bytes()
+    assert main(common) == 2
+    assert "already holds a run (checkpoint.pt); resume it (--resume)" in capsys.readouterr().err
+    assert ((out / METRICS_CSV).read_text(), (out / CHECKPOINT).read_bytes()) == before

@@ -1,0 +1,23 @@
+"""The GPU report script stays runnable: a smoke run of its whole logic on the CPU interpreter, tiny sizes."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_report.py"
+
+
+def test_gpu_report_smoke_run(tmp_path):
+    env = dict(os.environ, TRITON_INTERPRET="1", OUT=str(tmp_path))
+    result = subprocess.run([sys.executable, str(SCRIPT), "--smoke"], capture_output=True, text=True, env=env,
+                            timeout=900)
+    assert result.returncode == 0, result.stderr[-2000:]
+    rows = json.loads((tmp_path / "gpu_report.json").read_text())
+    assert not [r for r in rows if r["kind"] == "error"], rows
+    checks = [r for r in rows if r["kind"] == "check"]
+    assert checks and all(r["meets_fp32_tolerance"] and not r["unwritten"] for r in checks)
+    impls = {r["impl"] for r in rows if r["kind"] == "residual_eval" and "ms" in r}
+    assert {"triton_ieee", "triton_tf32x3", "triton_tf32", "torch_taylor_eager", "torch_eager_autograd"} <= impls
+    assert [r for r in rows if r["kind"] == "stream" and r["finite"]]
+    assert result.stdout.rstrip().splitlines()[-1].startswith("streamed N=")
