@@ -77,11 +77,11 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypatch, ca
 
 
 def test_short_run_moves_nu_towards_the_truth(tmp_path):
-    """From ν_init = 0.05 (50 % off), 1000 M4 steps on clean ν = 0.1 data get within 10 %."""
-    observations = pf.make_observations(0.1, 2000, seed=5)
-    config = pf.TrainConfig(model="m4", steps=1000, n_collocation=256, batch_size=256, nu_init=0.05, seed=1)
+    """The shipped example (ν = 0.02): from ν_init = 0.05 (150 % off), 800 default M4 steps get within 30 %."""
+    observations = pf.load_observations(pf.data.default_data_path())
+    config = pf.TrainConfig(steps=800, nu_init=0.05)
     result = pf.Trainer(observations, config, tmp_path, "cpu").run(progress=False)
-    assert abs(result["nu"] - 0.1) / 0.1 < 0.10, result["nu"]
+    assert abs(result["nu"] - 0.02) / 0.02 < 0.30, result["nu"]
 
 
 def test_existing_run_is_not_overwritten(tmp_path, capsys):
