@@ -129,8 +129,8 @@ def _infer(args):
             plot_training(out / METRICS_CSV, out / PLOT)
     result["data"] = str(args.data or default_data_path())
     (out / RESULT).write_text(json.dumps(result, indent=2) + "\n")
-    print(f"nu = {result['nu']:.6g} after {result['steps']} steps ({result['seconds']:.1f} s); "
-          f"results in {out}")
+    print(f"nu = {result['nu']:.6g} (mean of the last {trainer.config.average_last} steps; last iterate "
+          f"{result['nu_last']:.6g}) after {result['steps']} steps ({result['seconds']:.1f} s); results in {out}")
 
 
 def main(argv=None):

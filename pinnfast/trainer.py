@@ -42,7 +42,9 @@ class TrainConfig:
     network (width 32, 3 gate layers), 512 collocation points and 512 observations per step, 10,000 steps with the
     learning rate decayed by ``decay_rate`` every ``decay_steps``. ν (as log ν) has its own learning rate and Adam
     β2 = 0.99, and is held for the first ``nu_warmup`` steps: otherwise the large residual gradients of the
-    untrained network fill Adam's second moment and ν barely moves for thousands of steps.
+    untrained network fill Adam's second moment and ν barely moves for thousands of steps. The reported ν is the
+    mean over the last ``average_last`` steps (iterate averaging): the stochastic updates make the last iterate
+    jitter by about ±0.3 %; the final iterate is reported too, as ``nu_last``.
     """
 
     problem: str = "burgers"
@@ -67,6 +69,7 @@ class TrainConfig:
     anneal_mean: str = "global"
     anneal_weighted: bool = False
     checkpoint_every: int = 100
+    average_last: int = 1000
 
     def validate(self):
         if self.problem not in PROBLEMS:
@@ -75,7 +78,8 @@ class TrainConfig:
             raise PinnfastError(f"unknown model {self.model!r}; choose one of {', '.join(MODELS)}")
         if not self.nu_init > 0:
             raise PinnfastError(f"--nu-init must be positive, got {self.nu_init}")
-        for name in ("steps", "width", "depth", "n_collocation", "batch_size", "checkpoint_every", "decay_steps"):
+        for name in ("steps", "width", "depth", "n_collocation", "batch_size", "checkpoint_every", "decay_steps",
+                     "average_last"):
             if getattr(self, name) < 1:
                 raise PinnfastError(f"{name} must be >= 1, got {getattr(self, name)}")
 
@@ -204,7 +208,14 @@ class Trainer:
         return self.result()
 
     def result(self):
-        result = {name: value.item() for name, value in self.problem.logged().items()}
+        """Learned physical values (mean over the last ``average_last`` steps; ``<name>_last``: final iterate)."""
+        result = {}
+        if self.problem.logged() and self.step > 0:
+            table = np.atleast_1d(np.genfromtxt(self.out_dir / METRICS_CSV, delimiter=",", names=True))
+            window = table[-min(self.config.average_last, len(table)):]
+            for name, value in self.problem.logged().items():
+                result[name] = float(window[name].mean())
+                result[f"{name}_last"] = value.item()
         result.update(steps=self.step, seconds=self.seconds, problem=self.config.problem, model=self.config.model,
                       device=str(self.device))
         if isinstance(self.problem, BurgersInverse):

@@ -94,3 +94,13 @@ def test_existing_run_is_not_overwritten(tmp_path, capsys):
     assert main(common) == 2
     assert "already holds a run (checkpoint.pt); resume it (--resume)" in capsys.readouterr().err
     assert ((out / METRICS_CSV).read_text(), (out / CHECKPOINT).read_bytes()) == before
+
+
+def test_reported_nu_is_the_mean_over_the_last_steps(tmp_path):
+    config = pf.TrainConfig(steps=25, average_last=10, **SMALL)
+    trainer = pf.Trainer(_observations(), config, tmp_path, "cpu")
+    result = trainer.run(progress=False)
+    table = np.genfromtxt(tmp_path / METRICS_CSV, delimiter=",", names=True)
+    assert result["nu"] == pytest.approx(table["nu"][-10:].mean(), rel=1e-12)
+    assert result["nu_last"] == pytest.approx(trainer.problem.nu.item(), rel=1e-6) == table["nu"][-1]
+    assert result["nu"] != result["nu_last"]
