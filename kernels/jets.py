@@ -11,8 +11,14 @@ with zero weights, so padded units stay at zero too. The encoders U and V are re
 every gate layer instead of being kept live (fewer registers), and nothing but the inputs and the weights is read:
 a fused backward can recompute the forward of any tile the same way.
 """
+import os
+
+import torch
 import triton
 import triton.language as tl
+
+from pinnfast.errors import PinnfastError
+from pinnfast.models import MLP, ModifiedMLP
 
 
 @triton.jit
@@ -167,13 +173,6 @@ def mlp_jets_kernel(
 
 
 # ----------------------------------------------------------------------------------------------- host side
-import os  # noqa: E402
-
-import torch  # noqa: E402
-
-from pinnfast.errors import PinnfastError  # noqa: E402
-from pinnfast.models import MLP, ModifiedMLP  # noqa: E402
-
 PRECISIONS = ("ieee", "tf32x3", "tf32")
 DEFAULT_PRECISION = "tf32x3"  # fp32-level accuracy at tensor-core speed (BASELINES.md); "ieee" for plain fp32
 MAX_WIDTH, MAX_IN_DIM, MAX_OUT_DIM = 128, 4, 4

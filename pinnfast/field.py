@@ -38,11 +38,9 @@ def residual_field(problem, times, grid=200, exact_nu=None, chunk_size=1 << 18):
 
 def plot_field(field, png_path):
     """One row per time: |r| = sqrt(r_u² + r_v²) (log colour scale) and, with an exact solution, the error."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     from matplotlib.colors import LogNorm
+
+    from .plots import plt
 
     exact = "u_exact" in field
     rows, cols = len(field["t"]), 2 if exact else 1
