@@ -14,8 +14,15 @@ from .trainer import DEVICES, METRICS_CSV, MODELS, PLOT, RESULT, TrainConfig, Tr
 DEFAULTS = TrainConfig()
 
 
+class _Parser(argparse.ArgumentParser):
+    """Command-line mistakes as one message line (argparse would print the whole usage first)."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def _parser():
-    parser = argparse.ArgumentParser(prog="pinnfast", description=__doc__)
+    parser = _Parser(prog="pinnfast", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
 
     make = commands.add_parser("make-data", help="write observations of the exact 2D Burgers travelling wave",
