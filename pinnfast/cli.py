@@ -74,7 +74,8 @@ def _parser():
     repro = commands.add_parser("reproduce", help="M1–M4 side by side on a problem of the paper",
                                 description="Train the chosen models with the authors' settings (width 50, Adam "
                                             "1e-3 decayed x0.9 every 1000 steps, 40,001 steps, 128 points per "
-                                            "term) and write DIR/<problem>_table.md/.json, _fields.png, "
+                                            "term, the annealing conventions of the authors' code; Burgers: the "
+                                            "infer defaults) and write DIR/<problem>_table.md/.json, _fields.png, "
                                             "_curves.png and one run folder per model.")
     repro.add_argument("problem", choices=["helmholtz", "klein-gordon", "burgers"], help="which problem")
     repro.add_argument("--models", default="m1,m2,m3,m4", help="comma-separated models (default m1,m2,m3,m4)")
