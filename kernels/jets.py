@@ -196,6 +196,8 @@ def check_supported(model, x, precision):
         raise PinnfastError("the triton backend needs CUDA tensors; on the CPU it runs only under the Triton "
                             "interpreter (set TRITON_INTERPRET=1 before importing triton; slow, for testing) — "
                             "or use backend='torch'")
+    if any(p.device != x.device for p in model.parameters()):
+        raise PinnfastError(f"the model's parameters and the points must be on one device; points are on {x.device}")
     if x.dtype != torch.float32 or any(p.dtype != torch.float32 for p in model.parameters()):
         raise PinnfastError("the triton backend computes in float32: pass a float32 model and float32 points")
     if model.width > MAX_WIDTH or model.in_dim > MAX_IN_DIM or model.out_dim > MAX_OUT_DIM:
