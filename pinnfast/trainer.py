@@ -7,7 +7,6 @@ Metrics stay on the device and reach the host (CSV, NaN check, checkpoint) every
 """
 import csv
 import dataclasses
-import json
 import math
 import os
 import time

@@ -1,7 +1,6 @@
 """Shared test helpers: random models and points."""
 import torch
 
-import pinnfast as pf
 
 
 def random_model(kind, in_dim, out_dim, width, depth, with_domain, generator, dtype=torch.float64):
