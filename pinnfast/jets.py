@@ -44,11 +44,6 @@ class JetSpec:
         return tuple(self.dirs.index(i) for i in self.second)
 
     @property
-    def n_channels(self):
-        """Channels propagated through the network."""
-        return 1 + len(self.dirs) + len(self.second)
-
-    @property
     def n_outputs(self):
         """Channels in the public layout: value, first..., second..."""
         return 1 + len(self.first) + len(self.second)

@@ -86,9 +86,3 @@ class ModifiedMLP(_JetNetwork):
             h = gate_jet(u, v, tanh_jet(linear_jet(h, gate), spec), spec)
         return linear_jet(h, self.output)
 
-
-def hidden_weight_names(model):
-    """Names of the hidden width-to-width weight matrices (the authors' annealing gradient set)."""
-    layers = model.gates if isinstance(model, ModifiedMLP) else model.hidden
-    prefix = "gates" if isinstance(model, ModifiedMLP) else "hidden"
-    return [f"{prefix}.{k}.weight" for k in range(len(layers))]
