@@ -12,7 +12,7 @@ from .problems import Helmholtz, KleinGordon, Problem
 from .trainer import TrainConfig, Trainer
 
 __all__ = [
-    "Annealing", "BurgersInverse", "ExactBurgers", "FixedWeights", "Helmholtz", "JetSpec", "KleinGordon", "MLP", "ModifiedMLP", "Problem",
-    "PinnfastError", "TrainConfig", "Trainer", "burgers_residuals", "evaluate_residuals", "exact_solution", "load_observations",
-    "make_observations", "save_observations", "taylor_jets",
+    "Annealing", "BurgersInverse", "ExactBurgers", "FixedWeights", "Helmholtz", "JetSpec", "KleinGordon", "MLP",
+    "ModifiedMLP", "PinnfastError", "Problem", "TrainConfig", "Trainer", "burgers_residuals", "evaluate_residuals",
+    "exact_solution", "load_observations", "make_observations", "save_observations", "taylor_jets",
 ]

@@ -12,7 +12,7 @@ from torch import nn
 
 from .errors import PinnfastError
 from .jets import taylor_jets
-from .problems import Problem, uniform
+from .problems import FunctionModule, Problem, uniform
 
 # Jet channels used for Burgers: first = (∂x, ∂y, ∂t), second = (∂xx, ∂yy).
 FIRST, SECOND = (0, 1, 2), (0, 1)
@@ -86,16 +86,14 @@ def exact_solution(x, y, t, nu):
     return 0.75 - 0.25 * s, 0.75 + 0.25 * s
 
 
-class ExactBurgers(nn.Module):
+class ExactBurgers(FunctionModule):
     """The exact solution as a module ``(N, 3) → (N, 2)``, so it can go through the ``autograd`` jets."""
 
-    in_dim, out_dim = 3, 2
-
     def __init__(self, nu):
-        super().__init__()
+        super().__init__(self._solution, 3, 2)
         self.nu = nu
 
-    def forward(self, points):
+    def _solution(self, points):
         u, v = exact_solution(points[:, 0], points[:, 1], points[:, 2], self.nu)
         return torch.stack([u, v], 1)
 

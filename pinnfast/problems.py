@@ -17,6 +17,18 @@ def uniform(generator, n, lo, hi):
     return lo + (hi - lo) * torch.rand(n, lo.numel(), generator=generator, device=lo.device)
 
 
+class FunctionModule(nn.Module):
+    """A closed-form function ``(N, in_dim) → (N, out_dim)`` as a module, e.g. an exact solution, so that it can go
+    through the ``autograd`` jets like a network."""
+
+    def __init__(self, function, in_dim, out_dim):
+        super().__init__()
+        self.function, self.in_dim, self.out_dim = function, in_dim, out_dim
+
+    def forward(self, x):
+        return self.function(x)
+
+
 class Problem(nn.Module):
     """Base: a network, a box, named loss terms; subclasses define ``sample`` and ``losses``."""
 

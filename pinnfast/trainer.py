@@ -18,9 +18,9 @@ from tqdm import tqdm
 
 from .annealing import Annealing, FixedWeights
 from .burgers import BurgersInverse
-from .problems import Helmholtz, KleinGordon
 from .errors import PinnfastError
 from .models import MLP, ModifiedMLP
+from .problems import Helmholtz, KleinGordon
 
 MODELS = {  # name: (network class, annealing)
     "m1": (MLP, False),

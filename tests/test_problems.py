@@ -3,31 +3,17 @@ import json
 
 import pytest
 import torch
-from torch import nn
 
 import pinnfast as pf
 from pinnfast.cli import main
-from pinnfast.problems import Helmholtz, KleinGordon
-
-
-class _Exact(nn.Module):
-    """An exact solution as a module, so that it goes through the autograd jets."""
-
-    in_dim, out_dim = 2, 1
-
-    def __init__(self, problem):
-        super().__init__()
-        self.problem = problem
-
-    def forward(self, x):
-        return self.problem.exact(x)
+from pinnfast.problems import FunctionModule, Helmholtz, KleinGordon
 
 
 @pytest.mark.parametrize("kind,lo,hi", [(Helmholtz, -1.0, 1.0), (KleinGordon, 0.0, 1.0)])
 def test_residual_vanishes_on_exact_solution(kind, lo, hi, rng):
     problem = kind(pf.MLP(2, 1, 4, 1))
     x = lo + (hi - lo) * torch.rand(300, 2, generator=rng, dtype=torch.float64)
-    jets = pf.taylor_jets(_Exact(problem), x, (), (0, 1), backend="autograd")
+    jets = pf.taylor_jets(FunctionModule(problem.exact, 2, 1), x, (), (0, 1), backend="autograd")
     residual = problem.residual(jets, x)
     assert residual.abs().max() <= 1e-10 * problem.forcing(x).abs().max()
     perturbed = jets.clone()
