@@ -68,6 +68,15 @@ class BurgersInverse(Problem):
         index = torch.randint(n_obs, (self.batch_size,), generator=generator, device=self.observed_x.device)
         return {"collocation": collocation, "x": self.observed_x[index], "uv": self.observed_uv[index]}
 
+    def data_fit(self, chunk=1 << 16):
+        """Root-mean-square misfit of u and v over all observations (chunked: observation sets may be large)."""
+        if self.observed_x is None:
+            return {}
+        squares = sum((self.network(x) - uv).square().sum(0) for x, uv in
+                      zip(self.observed_x.split(chunk), self.observed_uv.split(chunk)))
+        rmse = (squares / self.observed_x.shape[0]).sqrt().tolist()
+        return {"rmse_u": rmse[0], "rmse_v": rmse[1]}
+
     def losses(self, batch):
         """``L_r = mean(r_u²) + mean(r_v²)`` at the collocation points and ``L_d = mean(|uv − uv_obs|²)``."""
         residual, _ = burgers_residuals(self.network, batch["collocation"], self.nu)

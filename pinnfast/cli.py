@@ -1,17 +1,28 @@
-"""``pinnfast`` command line: make synthetic Burgers data, infer ν from observations."""
+"""``pinnfast`` command line: make synthetic Burgers data, infer ν from observations, use the trained run."""
 import argparse
 import json
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
 
+from ._version import __version__
 from .burgers import BurgersInverse, make_observations
-from .data import default_data_path, load_observations, save_observations
-from .errors import PinnfastError
-from .trainer import DEVICES, METRICS_CSV, MODELS, PLOT, RESULT, TrainConfig, Trainer, TrainingDiverged
+from .data import default_data_path, load_observations, load_table, parse_column_map, save_observations
+from .errors import PinnfastError, PinnfastWarning
+from .runfolder import CHECKPOINT, METRICS_CSV, PLOT, RESULT, load_checkpoint
+from .trainer import DEVICES, MODELS, TrainConfig, Trainer, TrainingDiverged, load_run
 
 DEFAULTS = TrainConfig()
+INTERRUPTED = 130  # the shell's code for a run stopped by Ctrl-C
+# Options that define a run: with --resume they must match the checkpoint (flag: config field).
+RUN_OPTIONS = {"--model": "model", "--seed": "seed", "--nu-init": "nu_init", "--width": "width", "--depth": "depth",
+               "--collocation": "n_collocation", "--batch-size": "batch_size"}
+WARMUP_NOTE = (f"ν is held at --nu-init for the first {DEFAULTS.nu_warmup} steps (warm-up: the network first fits "
+               f"the data), and the reported ν is the mean ± standard deviation over the last "
+               f"{DEFAULTS.average_last} steps after the warm-up, so a run needs more than "
+               f"{DEFAULTS.nu_warmup + DEFAULTS.average_last} steps for the full window.")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -21,137 +32,308 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
+def _positive_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text!r}")
+    return value
+
+
+def _positive_float(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text!r}") from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text!r}")
+    return value
+
+
 def _parser():
     parser = _Parser(prog="pinnfast", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"pinnfast {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
 
     make = commands.add_parser("make-data", help="write observations of the exact 2D Burgers travelling wave",
-                               description="Sample n uniform points with x, y in [-1, 1] and t in [0, 1] and write the exact (u, v) "
-                                           "of Fletcher's travelling wave, with optional Gaussian noise.")
-    make.add_argument("--nu", type=float, required=True, help="true viscosity ν (> 0)")
+                               description="Sample n uniform points with x, y in [-1, 1] and t in [0, 1] and write the "
+                                           "exact (u, v) of Fletcher's travelling wave, with optional Gaussian noise.")
+    make.add_argument("--nu", type=_positive_float, required=True, help="true viscosity ν (> 0)")
     make.add_argument("--n", type=int, default=2000, help="number of points (default 2000, at least 10)")
     make.add_argument("--noise", type=float, default=0.0,
                       help="noise level σ: u and v get σ·std(u), σ·std(v) Gaussian noise (default 0)")
     make.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    make.add_argument("--out", required=True, help="output file, .npz or .csv")
+    make.add_argument("--out", required=True, help="output file, .npz or .csv (its folder must exist)")
 
     infer = commands.add_parser("infer", help="infer the viscosity ν from (x, y, t, u, v) observations",
                                 description="Fit a PINN to the observations and the 2D coupled Burgers equations "
-                                            "with unknown ν. Writes RUN_DIR/result.json, metrics.csv, "
-                                            "training.png and checkpoint.pt.")
-    infer.add_argument("--data", help="observations (.npz with arrays x,y,t,u,v or .csv with header x,y,t,u,v); "
-                                      f"default: the shipped example ({default_data_path().name})")
-    infer.add_argument("--out", required=True, help="run folder for results, metrics, plot and checkpoint")
-    infer.add_argument("--steps", type=int, default=DEFAULTS.steps,
-                       help=f"total optimiser steps (default {DEFAULTS.steps})")
-    infer.add_argument("--model", choices=list(MODELS), default=DEFAULTS.model,
+                                            "with unknown ν. Writes RUN_DIR/result.json, metrics.csv, training.png "
+                                            "and checkpoint.pt. " + WARMUP_NOTE)
+    infer.add_argument("--data", help="observations: .npz with 1-D arrays x, y, t, u, v or .csv with those columns "
+                                      f"(default: the shipped example {default_data_path().name}, ν = 0.02; with "
+                                      "--resume: the run's own data)")
+    infer.add_argument("--columns", help="column names in the data file when they differ, e.g. x=X,y=Y,t=time")
+    infer.add_argument("--out", required=True, help="run folder (new or empty, unless --resume or --overwrite)")
+    infer.add_argument("--steps", type=_positive_int,
+                       help=f"total optimiser steps, warm-up included (default {DEFAULTS.steps}; with --resume: the "
+                            "run's own target, which --steps may raise)")
+    infer.add_argument("--model", choices=list(MODELS),
                        help="m1 plain MLP, m2 MLP + annealing, m3 modified MLP, m4 modified MLP + annealing "
                             f"(default {DEFAULTS.model})")
+    infer.add_argument("--nu-init", type=_positive_float,
+                       help=f"initial guess for ν, held for the first {DEFAULTS.nu_warmup} steps "
+                            f"(default {DEFAULTS.nu_init})")
+    infer.add_argument("--nu-true", type=_positive_float,
+                       help="the true ν when known (synthetic data): its error is reported and plotted")
+    infer.add_argument("--seed", type=int, help=f"random seed (default {DEFAULTS.seed})")
+    infer.add_argument("--width", type=_positive_int, help=f"network width (default {DEFAULTS.width})")
+    infer.add_argument("--depth", type=_positive_int,
+                       help=f"width-to-width layers of the network (default {DEFAULTS.depth})")
+    infer.add_argument("--collocation", type=_positive_int,
+                       help=f"collocation points drawn per step (default {DEFAULTS.n_collocation})")
+    infer.add_argument("--batch-size", type=_positive_int,
+                       help=f"observations per step (default {DEFAULTS.batch_size})")
     infer.add_argument("--device", choices=DEVICES, default="auto",
                        help="auto picks the GPU when there is one, else the CPU (default auto)")
-    infer.add_argument("--seed", type=int, default=DEFAULTS.seed, help=f"random seed (default {DEFAULTS.seed})")
-    infer.add_argument("--nu-init", type=float, default=DEFAULTS.nu_init,
-                       help=f"initial guess for ν, > 0 (default {DEFAULTS.nu_init})")
     infer.add_argument("--resume", action="store_true",
-                       help="continue the run in --out from its checkpoint (its settings; --steps may raise the "
-                            "total); the result equals an uninterrupted run with the same seed")
-    infer.add_argument("--checkpoint-every", type=int, default=DEFAULTS.checkpoint_every,
+                       help="continue the run in --out from its checkpoint, with its data and settings (options "
+                            f"that define a run, {', '.join(RUN_OPTIONS)}, must match or be left out); the "
+                            "result equals an uninterrupted run")
+    infer.add_argument("--overwrite", action="store_true",
+                       help="delete the run in --out and start a new one")
+    infer.add_argument("--checkpoint-every", type=_positive_int,
                        help="steps between checkpoints, metric writes and NaN checks "
                             f"(default {DEFAULTS.checkpoint_every})")
     infer.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    predict = commands.add_parser("predict", help="u and v of a trained run at your points",
+                                  description="Evaluate the network of a run folder at the points of a file "
+                                              "(.npz or .csv with columns x, y, t) and write x, y, t, u, v.")
+    predict.add_argument("--run", required=True, help="run folder written by `pinnfast infer`")
+    predict.add_argument("--points", required=True, help="points: .npz or .csv with columns x, y, t")
+    predict.add_argument("--columns", help="column names in the points file when they differ, e.g. x=X,t=time")
+    predict.add_argument("--out", required=True, help="output file, .npz or .csv (its folder must exist)")
+    predict.add_argument("--device", choices=DEVICES, default="auto", help="auto, cpu or cuda (default auto)")
+
     field = commands.add_parser("residual-field", help="evaluate a trained run's residual field on a grid",
                                 description="Evaluate u, v and the Burgers residuals r_u, r_v of a trained run "
                                             "on a grid x grid mesh of its (x, y) domain at the given times; "
-                                            "write OUT.npz and OUT.png (|r|, and the error when --exact-nu "
-                                            "is given).")
+                                            "write DIR/field.npz and DIR/field.png (|r|, and the error when "
+                                            "--exact-nu is given).")
     field.add_argument("--run", required=True, help="run folder written by `pinnfast infer`")
-    field.add_argument("--out", required=True, help="output path without suffix (OUT.npz and OUT.png)")
+    field.add_argument("--out", required=True, help="output folder (created if missing)")
     field.add_argument("--times", type=float, nargs="+", help="times t (default: start, middle, end of the domain)")
     field.add_argument("--grid", type=int, default=200, help="points per axis (default 200)")
-    field.add_argument("--exact-nu", type=float,
+    field.add_argument("--exact-nu", type=_positive_float,
                        help="viscosity of the exact travelling wave behind the data, to map the error too")
     field.add_argument("--device", choices=DEVICES, default="auto", help="auto, cpu or cuda (default auto)")
+
     repro = commands.add_parser("reproduce", help="M1–M4 side by side on a problem of the paper",
                                 description="Train the chosen models with the authors' settings (width 50, Adam "
                                             "1e-3 decayed x0.9 every 1000 steps, 40,001 steps, 128 points per "
                                             "term, the annealing conventions of the authors' code; Burgers: the "
-                                            "infer defaults) and write DIR/<problem>_table.md/.json, _fields.png, "
-                                            "_curves.png and one run folder per model.")
+                                            "infer defaults, ν = 0.05 started from 0.01 and from 0.2) and write "
+                                            "DIR/<problem>_table.md/.json, _fields.png, _curves.png and one run "
+                                            "folder per model (and start).")
     repro.add_argument("problem", choices=["helmholtz", "klein-gordon", "burgers"], help="which problem")
     repro.add_argument("--models", default="m1,m2,m3,m4", help="comma-separated models (default m1,m2,m3,m4)")
-    repro.add_argument("--steps", type=int, help="steps per model (default: 40001; Burgers: its infer default)")
+    repro.add_argument("--steps", type=_positive_int,
+                       help="steps per model (default: 40001; Burgers: its infer default)")
     repro.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     repro.add_argument("--device", choices=DEVICES, default="auto", help="auto, cpu or cuda (default auto)")
     repro.add_argument("--out", required=True, help="output folder")
+    repro.add_argument("--overwrite", action="store_true", help="replace the runs of an earlier reproduce in --out")
     repro.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser
+
+
+def _output_file(path):
+    """An output file path whose folder exists and that is not a folder itself."""
+    path = Path(path)
+    if path.is_dir():
+        raise PinnfastError(f"--out {path} is a folder; give a file name ending in .npz or .csv")
+    if not path.parent.is_dir():
+        raise PinnfastError(f"--out {path}: folder {path.parent} does not exist")
+    return path
+
+
+def _output_folder(path):
+    """An output folder path that is not a file (created when written to)."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise PinnfastError(f"--out {path} is a file, not a folder")
+    return path
 
 
 def _reproduce(args):
     from .reproduce import reproduce, table_markdown
 
-    rows = reproduce(args.problem, [m.strip() for m in args.models.split(",") if m.strip()], args.out, args.steps,
-                     args.device, args.seed, progress=not args.quiet)
+    rows = reproduce(args.problem, [m.strip() for m in args.models.split(",") if m.strip()],
+                     _output_folder(args.out), args.steps, args.device, args.seed, progress=not args.quiet,
+                     overwrite=args.overwrite)
     print(table_markdown(args.problem, rows))
 
 
 def _residual_field(args):
     from .field import domain_box, plot_field, residual_field
-    from .trainer import load_trained, resolve_device
 
-    problem = load_trained(args.run, resolve_device(args.device))
-    if not isinstance(problem, BurgersInverse):
+    out = _output_folder(args.out)
+    run = load_run(args.run, args.device)
+    if not isinstance(run.problem, BurgersInverse):
         raise PinnfastError(f"{args.run}: residual-field evaluates Burgers runs; this run is not one")
-    if args.exact_nu is not None and not args.exact_nu > 0:
-        raise PinnfastError(f"--exact-nu must be positive, got {args.exact_nu}")
-    lo, hi = domain_box(problem.network)
+    lo, hi = domain_box(run.network)
     times = args.times or [lo[2], (lo[2] + hi[2]) / 2, hi[2]]
-    field = residual_field(problem, times, args.grid, args.exact_nu)
-    np.savez(f"{args.out}.npz", **field)
-    plot_field(field, f"{args.out}.png")
+    field = residual_field(run.problem, times, args.grid, args.exact_nu)
+    out.mkdir(parents=True, exist_ok=True)
+    np.savez(out / "field.npz", **field)
+    plot_field(field, out / "field.png")
     rms = float(np.sqrt(np.mean(field["r_u"] ** 2 + field["r_v"] ** 2)))
     print(f"residual field at t = {', '.join(f'{t:.3g}' for t in times)}: rms |r| = {rms:.3g}; "
-          f"wrote {args.out}.npz and {args.out}.png")
+          f"wrote {out / 'field.npz'} and {out / 'field.png'}")
+
+
+def _predict(args):
+    import torch
+
+    from .field import domain_box
+
+    out = _output_file(args.out)
+    columns = parse_column_map(args.columns, ("x", "y", "t")) if args.columns else None
+    points = load_table(args.points, ("x", "y", "t"), columns, min_points=1)
+    run = load_run(args.run, args.device)
+    xyt = np.column_stack([points[c] for c in ("x", "y", "t")])
+    lo, hi = domain_box(run.network)
+    outside = int(np.sum(np.any((xyt < np.asarray(lo) - 1e-9) | (xyt > np.asarray(hi) + 1e-9), axis=1)))
+    if outside:
+        warnings.warn(f"{args.points}: {outside} of {len(xyt)} points lie outside the run's box "
+                      f"{np.round(lo, 4).tolist()}–{np.round(hi, 4).tolist()}; the network extrapolates there",
+                      PinnfastWarning)
+    device = next(run.network.parameters()).device
+    with torch.no_grad():
+        uv = torch.cat([run.network(chunk.to(device)).cpu() for chunk in
+                        torch.tensor(xyt, dtype=torch.float32).split(1 << 16)]).double().numpy()
+    save_observations(out, dict(points, u=uv[:, 0], v=uv[:, 1]))
+    print(f"wrote u, v at {len(xyt)} points to {out} (run {args.run}, nu = {run.nu:.6g})")
 
 
 def _make_data(args):
+    out = _output_file(args.out)
     columns = make_observations(args.nu, args.n, args.noise, args.seed)
-    save_observations(args.out, columns)
-    print(f"wrote {args.n} observations (nu={args.nu}, noise={args.noise}) to {args.out}")
+    save_observations(out, columns)
+    print(f"wrote {args.n} observations (nu={args.nu}, noise={args.noise}) to {out}")
+
+
+def _dest(flag):
+    """argparse's attribute name for a flag."""
+    return flag.lstrip("-").replace("-", "_")
+
+
+def _checked_resume_options(args, out):
+    """With --resume, options that define a run must be left out or equal the checkpoint's."""
+    if args.overwrite:
+        raise PinnfastError("--resume continues the run in --out and --overwrite deletes it: choose one")
+    if args.columns and not args.data:
+        raise PinnfastError("--columns describes a --data file; give both, or neither to use the run's own data")
+    config = load_checkpoint(out)["config"]
+    for flag, field in RUN_OPTIONS.items():
+        given = getattr(args, _dest(flag))
+        if given is not None and given != config[field]:
+            raise PinnfastError(f"{flag} {given} does not match the run in {out} ({config[field]}); leave it out to "
+                                "continue that run, or start a new one in another folder")
 
 
 def _infer(args):
-    observations = load_observations(args.data or default_data_path())
-    if args.resume:
-        trainer = Trainer.resume(observations, args.out, args.device, steps=args.steps)
-    else:
-        config = TrainConfig(model=args.model, steps=args.steps, seed=args.seed, nu_init=args.nu_init,
-                             checkpoint_every=args.checkpoint_every)
-        trainer = Trainer(observations, config, args.out, args.device)
     out = Path(args.out)
+    data = args.data or (None if args.resume else default_data_path())
+    columns = parse_column_map(args.columns) if args.columns else None
+    observations = load_observations(data, columns) if data is not None else None
+    if args.resume:
+        _checked_resume_options(args, out)
+        trainer = Trainer.resume(observations, out, args.device, steps=args.steps, data_path=data, columns=columns)
+        if trainer.finished:
+            print(f"{out}: the run is complete ({trainer.step} of {trainer.config.steps} steps); nothing changed "
+                  "(raise --steps to train further)")
+            return
+    else:
+        given = {field: getattr(args, _dest(flag)) for flag, field in RUN_OPTIONS.items()}
+        given.update(steps=args.steps, checkpoint_every=args.checkpoint_every)
+        config = TrainConfig(**{field: value for field, value in given.items() if value is not None})
+        trainer = Trainer(observations, config, out, args.device, data_path=data, columns=columns,
+                          overwrite=args.overwrite)
+    if args.resume and args.checkpoint_every is not None:
+        trainer.config.checkpoint_every = args.checkpoint_every  # changes when files are written, not the run
     try:
-        result = trainer.run(progress=not args.quiet)
-    finally:
-        if (out / METRICS_CSV).exists():
-            from .plots import plot_training
-            plot_training(out / METRICS_CSV, out / PLOT)
-    result["data"] = str(args.data or default_data_path())
+        result = _with_truth(trainer.run(progress=not args.quiet), args.nu_true)
+    except (KeyboardInterrupt, TrainingDiverged) as exc:
+        if (out / METRICS_CSV).exists():  # the history up to the stop is worth a look
+            _plot(out, _with_truth(trainer.result(), args.nu_true))
+        if isinstance(exc, TrainingDiverged):
+            raise
+        where = (f"the last checkpoint (step {trainer.checkpoint_step}) is in {out / CHECKPOINT}; continue with "
+                 f"`pinnfast infer --out {out} --resume`" if trainer.checkpoint_step is not None else
+                 "no checkpoint had been written yet")
+        raise _Interrupted(f"interrupted at step {trainer.step}; {where}") from None
     (out / RESULT).write_text(json.dumps(result, indent=2) + "\n")
-    print(f"nu = {result['nu']:.6g} (mean of the last {trainer.config.average_last} steps; last iterate "
-          f"{result['nu_last']:.6g}) after {result['steps']} steps ({result['seconds']:.1f} s); results in {out}")
+    _plot(out, result)
+    print(_nu_message(result) + f" after {result['steps']} steps ({result['seconds']:.1f} s); results in {out}")
+
+
+class _Interrupted(Exception):
+    """Ctrl-C during training: the message says where the run can be resumed from."""
+
+
+def _with_truth(result, nu_true):
+    if nu_true is not None:
+        result.update(nu_true=nu_true, nu_error=(result["nu"] - nu_true) / nu_true)
+    return result
+
+
+def _plot(out, summary):
+    from .plots import plot_training
+
+    plot_training(out / METRICS_CSV, out / PLOT, summary)
+
+
+def _nu_message(result):
+    """``nu = … ± …`` with the steps it was averaged over, or a warning that ν never left its initial value."""
+    if result["nu_window"] is None:
+        return (f"nu = {result['nu']:.6g}: ν was held at its initial value for the whole run (warm-up of "
+                f"{result['nu_warmup']} steps); train longer")
+    first, last = result["nu_window"]
+    text = (f"nu = {result['nu']:.6g} ± {result['nu_std']:.2g} (mean ± std over steps {first}–{last}, after a "
+            f"{result['nu_warmup']}-step warm-up; last iterate {result['nu_last']:.6g})")
+    if "nu_true" in result:
+        text += f"; true {result['nu_true']:.6g}: error {100 * result['nu_error']:+.2f} %"
+    return text
+
+
+def _show_note(message, category, filename, lineno, file=None, line=None):
+    """PinnfastWarning as one line on stderr; every other warning as Python shows it."""
+    if issubclass(category, PinnfastWarning):
+        print(f"pinnfast: note: {message}", file=sys.stderr)
+    else:
+        sys.stderr.write(warnings.formatwarning(message, category, filename, lineno, line))
 
 
 def main(argv=None):
     args = _parser().parse_args(argv)
-    try:
-        {"make-data": _make_data, "infer": _infer, "residual-field": _residual_field,
-         "reproduce": _reproduce}[args.command](args)
-    except TrainingDiverged as exc:
-        print(f"pinnfast: {exc}", file=sys.stderr)
-        return 3
-    except PinnfastError as exc:
-        print(f"pinnfast: error: {exc}", file=sys.stderr)
-        return 2
+    with warnings.catch_warnings():
+        warnings.showwarning = _show_note
+        warnings.simplefilter("always", PinnfastWarning)
+        try:
+            {"make-data": _make_data, "infer": _infer, "predict": _predict, "residual-field": _residual_field,
+             "reproduce": _reproduce}[args.command](args)
+        except TrainingDiverged as exc:
+            print(f"pinnfast: {exc}", file=sys.stderr)
+            return 3
+        except PinnfastError as exc:
+            print(f"pinnfast: error: {exc}", file=sys.stderr)
+            return 2
+        except _Interrupted as exc:
+            print(f"pinnfast: {exc}", file=sys.stderr)
+            return INTERRUPTED
     return 0
 
 

@@ -37,24 +37,42 @@ def residual_field(problem, times, grid=200, exact_nu=None, chunk_size=1 << 18):
 
 
 def plot_field(field, png_path):
-    """One row per time: |r| = sqrt(r_u² + r_v²) (log colour scale) and, with an exact solution, the error."""
-    from matplotlib.colors import LogNorm
-
-    from .plots import plt
+    """One row per time: |r| = sqrt(r_u² + r_v²) (log colour scale) and, with an exact solution, the error
+    |(u, v) − exact| (log colour scale); one scale for all |r| panels and one for all error panels. Returns the
+    (closed) figure."""
+    from .plots import MaxNLocator, extend_below, log_norm, plt, readable_log_ticks
 
     exact = "u_exact" in field
     rows, cols = len(field["t"]), 2 if exact else 1
-    fig, axes = plt.subplots(rows, cols, figsize=(5 * cols, 4.2 * rows), squeeze=False, constrained_layout=True)
+    fig, axes = plt.subplots(rows, cols, figsize=(5.2 * cols + 0.8, 4 * rows + 0.5), squeeze=False,
+                             layout="constrained")
     extent = (field["x"][0], field["x"][-1], field["y"][0], field["y"][-1])
+    magnitudes = [np.hypot(field["r_u"][k], field["r_v"][k]) for k in range(rows)]
+    r_norm = log_norm(magnitudes, decades=6)
+    if exact:
+        errors = [np.hypot(field["u"][k] - field["u_exact"][k], field["v"][k] - field["v_exact"][k])
+                  for k in range(rows)]
+        error_norm = log_norm(errors, decades=4)
     for k, t in enumerate(field["t"]):
-        magnitude = np.hypot(field["r_u"][k], field["r_v"][k])
-        image = axes[k, 0].imshow(magnitude, origin="lower", extent=extent, norm=LogNorm(), cmap="magma")
-        axes[k, 0].set(title=f"|r| at t = {t:.3g} (ν = {field['nu']:.4g})", xlabel="x", ylabel="y")
-        fig.colorbar(image, ax=axes[k, 0])
+        r_image = axes[k, 0].imshow(np.maximum(magnitudes[k], r_norm.vmin), origin="lower", extent=extent,
+                                    norm=r_norm, cmap="magma")
+        axes[k, 0].set(title=f"|r| at t = {t:.3g}", xlabel="x", ylabel="y")
         if exact:
-            error = np.hypot(field["u"][k] - field["u_exact"][k], field["v"][k] - field["v_exact"][k])
-            image = axes[k, 1].imshow(error, origin="lower", extent=extent, cmap="viridis")
+            error_image = axes[k, 1].imshow(np.maximum(errors[k], error_norm.vmin), origin="lower", extent=extent,
+                                            norm=error_norm, cmap="viridis")
             axes[k, 1].set(title=f"|(u, v) − exact| at t = {t:.3g}", xlabel="x", ylabel="y")
-            fig.colorbar(image, ax=axes[k, 1])
+    for ax in axes.ravel():
+        ax.xaxis.set_major_locator(MaxNLocator(5))
+        ax.yaxis.set_major_locator(MaxNLocator(5))
+    bar = dict(shrink=0.9 if rows > 1 else 1, aspect=18 * rows)
+    colorbar = fig.colorbar(r_image, ax=axes[:, 0], label="|r| = √(r_u² + r_v²)  (log scale)",
+                            extend=extend_below(magnitudes, r_norm), **bar)
+    readable_log_ticks(colorbar.ax.yaxis, r_norm.vmin, r_norm.vmax)
+    if exact:
+        colorbar = fig.colorbar(error_image, ax=axes[:, 1], label="|(u, v) − (u, v)_exact|  (log scale)",
+                                extend=extend_below(errors, error_norm), **bar)
+        readable_log_ticks(colorbar.ax.yaxis, error_norm.vmin, error_norm.vmax)
+    fig.suptitle(f"residual field of the trained network (ν = {field['nu']:.5g})", fontsize=12)
     fig.savefig(png_path, dpi=100)
     plt.close(fig)
+    return fig

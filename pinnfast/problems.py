@@ -48,6 +48,10 @@ class Problem(nn.Module):
         """Extra per-step values for the metrics, as ``{name: 0-d tensor}``."""
         return {}
 
+    def data_fit(self):
+        """How well the network fits the problem's data, for the run's result (e.g. RMSE per output)."""
+        return {}
+
 
 class Helmholtz(Problem):
     """u_xx + u_yy + k²u = q on [−1, 1]², exact u = sin(a1 πx) sin(a2 πy); Dirichlet data on the four edges."""

@@ -5,22 +5,26 @@ problems. Each step the problem draws a fresh batch (collocation, boundary, obse
 generator, so a run resumed from a checkpoint repeats the uninterrupted run exactly.
 Metrics stay on the device and reach the host (CSV, NaN check, checkpoint) every ``checkpoint_every`` steps.
 """
-import csv
+import contextlib
 import dataclasses
+import json
 import math
-import os
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
+from ._version import __version__
 from .annealing import Annealing, FixedWeights
 from .burgers import BurgersInverse
-from .errors import PinnfastError
+from .data import check_spread, load_observations, observations_sha256, validate_observations
+from .errors import PinnfastError, PinnfastWarning
 from .models import MLP, ModifiedMLP
 from .problems import Helmholtz, KleinGordon
+from .runfolder import (CHECKPOINT, METRICS_CSV, RESULT, append_metrics, claim_empty, cut_metrics_at, load_checkpoint,
+                        save_checkpoint)
 
 MODELS = {  # name: (network class, annealing)
     "m1": (MLP, False),
@@ -30,7 +34,6 @@ MODELS = {  # name: (network class, annealing)
 }
 DEVICES = ("auto", "cpu", "cuda")
 PROBLEMS = ("burgers", "helmholtz", "klein-gordon")
-CHECKPOINT, METRICS_CSV, RESULT, PLOT = "checkpoint.pt", "metrics.csv", "result.json", "training.png"
 
 
 @dataclasses.dataclass
@@ -40,10 +43,10 @@ class TrainConfig:
     Defaults were tuned to recover ν within 1 % in about two minutes on a 2-core CPU (BENCHMARKS.md): a small
     network (width 32, 3 gate layers), 512 collocation points and 512 observations per step, 10,000 steps with the
     learning rate decayed by ``decay_rate`` every ``decay_steps``. ν (as log ν) has its own learning rate and Adam
-    β2 = 0.99, and is held for the first ``nu_warmup`` steps: otherwise the large residual gradients of the
-    untrained network fill Adam's second moment and ν barely moves for thousands of steps. The reported ν is the
-    mean over the last ``average_last`` steps (iterate averaging): the stochastic updates make the last iterate
-    jitter by about ±0.3 %; the final iterate is reported too, as ``nu_last``.
+    β2 = 0.99, and is held at ``nu_init`` for the first ``nu_warmup`` steps: otherwise the large residual gradients
+    of the untrained network fill Adam's second moment and ν barely moves for thousands of steps. The reported ν is
+    the mean over the last ``average_last`` steps after the warm-up (iterate averaging): the stochastic updates make
+    the last iterate jitter by about ±0.3 %; the final iterate is reported too, as ``nu_last``.
     """
 
     problem: str = "burgers"
@@ -81,6 +84,8 @@ class TrainConfig:
                      "average_last"):
             if getattr(self, name) < 1:
                 raise PinnfastError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.nu_warmup < 0:
+            raise PinnfastError(f"nu_warmup must be >= 0, got {self.nu_warmup}")
 
 
 def resolve_device(device):
@@ -100,8 +105,9 @@ class TrainingDiverged(PinnfastError):
     """A non-finite loss: training stopped, the last good checkpoint is kept."""
 
 
-def build_problem(config, observations=None):
-    """The problem a config describes; Burgers takes its observations (and box) from ``observations``."""
+def build_problem(config, observations=None, source="observations"):
+    """The problem a config describes; Burgers takes its validated observations (and, without ``config.box``, its
+    box) from ``observations`` (``source`` names them in messages)."""
     network_class = MODELS[config.model][0]
     if config.problem == "helmholtz":
         return Helmholtz(network_class(2, 1, config.width, config.depth, domain=((-1, -1), (1, 1))),
@@ -113,9 +119,13 @@ def build_problem(config, observations=None):
         return BurgersInverse(network_class(3, 2, config.width, config.depth), config.nu_init)
     points = np.column_stack([observations[c] for c in ("x", "y", "t")])
     values = np.column_stack([observations[c] for c in ("u", "v")])
-    lo, hi = (points.min(0), points.max(0)) if config.box is None else map(np.asarray, config.box)
-    if not np.all(hi > lo):
-        raise PinnfastError(f"the collocation box needs hi > lo in every coordinate, got lo={lo}, hi={hi}")
+    if config.box is None:
+        check_spread(observations, source)
+        lo, hi = points.min(0), points.max(0)
+    else:
+        lo, hi = map(np.asarray, config.box)
+        if not np.all(hi > lo):
+            raise PinnfastError(f"the collocation box needs hi > lo in every coordinate, got lo={lo}, hi={hi}")
     network = network_class(3, 2, config.width, config.depth, domain=(lo, hi))
     return BurgersInverse(network, config.nu_init, torch.tensor(points, dtype=torch.float32),
                           torch.tensor(values, dtype=torch.float32), (lo, hi), config.n_collocation,
@@ -123,13 +133,26 @@ def build_problem(config, observations=None):
 
 
 class Trainer:
-    """Trains a problem (Burgers: from observations ``{"x", "y", "t", "u", "v"}``) and writes a run folder."""
+    """Trains a problem (Burgers: from observations ``{"x", "y", "t", "u", "v"}``) and writes a run folder.
 
-    def __init__(self, observations, config, out_dir, device="auto"):
+    ``data_path`` (and the ``columns`` mapping it was read with) is recorded in the checkpoint with a hash of the
+    observations, so that a resume finds the run's own data and refuses any other. A new run needs a missing or
+    empty ``out_dir``; ``overwrite`` removes a previous run's files first.
+    """
+
+    def __init__(self, observations, config, out_dir, device="auto", *, data_path=None, columns=None,
+                 overwrite=False):
         config.validate()
         self.config, self.out_dir, self.device = config, Path(out_dir), resolve_device(device)
+        self.overwrite = overwrite
         torch.manual_seed(config.seed)
-        self.problem = build_problem(config, observations).to(self.device)
+        source = str(data_path) if data_path is not None else "observations"
+        self.data = None
+        if config.problem == "burgers":  # checked as the CLI checks a file, whoever passes them
+            observations = validate_observations(observations, source)
+            self.data = {"path": None if data_path is None else str(Path(data_path).resolve()), "columns": columns,
+                         "sha256": observations_sha256(observations)}
+        self.problem = build_problem(config, observations, source).to(self.device)
         self.named_params = list(self.problem.network.named_parameters())
         self.physical = self.problem.physical()
         groups = [{"params": [p for _, p in self.named_params], "lr": config.lr}]
@@ -186,39 +209,68 @@ class Trainer:
             p.grad = grad_r[k] + sum(lam[i] * grads[k] for i, grads in enumerate(grad_terms))
 
     # ----------------------------------------------------------------- the run
-    def run(self, steps=None, progress=True):
-        """Train up to ``steps`` (the config's by default), checkpointing; returns :meth:`result`."""
-        steps = self.config.steps if steps is None else steps
-        if self.checkpoint_step is None and (self.out_dir / CHECKPOINT).exists():
-            raise PinnfastError(f"{self.out_dir} already holds a run ({CHECKPOINT}); resume it (--resume) or "
-                                "choose another output folder")
-        self.out_dir.mkdir(parents=True, exist_ok=True)
-        pending, seconds_before, started = [], self.seconds, time.perf_counter()
-        with tqdm(total=steps, initial=self.step, disable=not progress, desc="pinnfast", unit="step") as bar:
+    @property
+    def finished(self):
+        return self.step >= self.config.steps
+
+    def run(self, progress=True):
+        """Train up to ``config.steps``, checkpointing; returns :meth:`result`. A finished run writes nothing."""
+        if self.finished:
+            return self.result()
+        if self.checkpoint_step is None:
+            claim_empty(self.out_dir, self.overwrite)
+        else:  # resumed: drop rows written after the checkpoint (a diverged tail), refuse another run's CSV
+            cut_metrics_at(self.out_dir, self.metric_names, self.checkpoint_step)
+        if self.physical:
+            self._warn_if_short()
+        steps, pending, seconds_before, started = self.config.steps, [], self.seconds, time.perf_counter()
+        with _progress_bar(steps, self.step, progress) as bar:
             while self.step < steps:
                 pending.append(self.train_step())
                 if self.step % self.config.checkpoint_every == 0 or self.step == steps:
                     self.seconds = seconds_before + time.perf_counter() - started
                     rows = self._flush(pending)
-                    bar.update(len(rows))
-                    bar.set_postfix({name: f"{value:.4g}" for name, value in zip(self.metric_names, rows[-1])
-                                     if name in ("loss", "nu")})
+                    if bar is not None:
+                        bar.update(len(rows))
+                        bar.set_postfix({name: f"{value:.4g}" for name, value in zip(self.metric_names, rows[-1])
+                                         if name in ("loss", "nu")})
                     pending = []
         return self.result()
 
+    def _warn_if_short(self):
+        steps, warmup, window = self.config.steps, self.config.nu_warmup, self.config.average_last
+        if steps <= warmup:
+            warnings.warn(f"{steps} steps end inside the ν warm-up ({warmup} steps): ν stays at its initial value",
+                          PinnfastWarning)
+        elif steps < warmup + window:
+            warnings.warn(f"{steps} steps are fewer than the ν warm-up ({warmup}) plus the averaging window "
+                          f"({window}): ν is averaged over {steps - warmup} steps only", PinnfastWarning)
+
     def result(self):
-        """Learned physical values (mean over the last ``average_last`` steps; ``<name>_last``: final iterate)."""
-        result = {}
-        if self.problem.logged() and self.step > 0:
-            table = np.atleast_1d(np.genfromtxt(self.out_dir / METRICS_CSV, delimiter=",", names=True))
-            window = table[-min(self.config.average_last, len(table)):]
+        """The run's summary: each learned physical value as the mean (and standard deviation) over the last
+        ``average_last`` steps after the warm-up, with the window, its final iterate, the final losses and the
+        data fit."""
+        table = np.atleast_1d(np.genfromtxt(self.out_dir / METRICS_CSV, delimiter=",", names=True)) \
+            if self.step > 0 else None
+        result = {"problem": self.config.problem, "model": self.config.model, "steps": self.step,
+                  "target_steps": self.config.steps, "seconds": self.seconds, "device": str(self.device)}
+        if self.physical:
+            trained = table[table["step"] > self.config.nu_warmup] if table is not None else []
+            window = trained[-self.config.average_last:]
+            result.update(nu_init=self.config.nu_init, nu_warmup=self.config.nu_warmup,
+                          nu_window=[int(window["step"][0]), int(window["step"][-1])] if len(window) else None)
             for name, value in self.problem.logged().items():
-                result[name] = float(window[name].mean())
+                result[name] = float(window[name].mean()) if len(window) else value.item()
+                result[f"{name}_std"] = float(window[name].std()) if len(window) else 0.0
                 result[f"{name}_last"] = value.item()
-        result.update(steps=self.step, seconds=self.seconds, problem=self.config.problem, model=self.config.model,
-                      device=str(self.device))
-        if isinstance(self.problem, BurgersInverse):
-            result["nu_init"] = self.config.nu_init
+        if table is not None:
+            last = table[-1]
+            result.update({name: float(last[name]) for name in self.metric_names if name.startswith("loss")})
+        with torch.no_grad():
+            result.update(self.problem.data_fit())
+        if self.data is not None:
+            result.update(data=self.data["path"], data_sha256=self.data["sha256"])
+        result["version"] = __version__
         return result
 
     def _flush(self, pending):
@@ -228,49 +280,53 @@ class Trainer:
         rows = [[first + k, *row, lr] for k, (row, (_, lr)) in enumerate(zip(values.tolist(), pending))]
         bad = next((row for row in rows if not all(map(math.isfinite, row[1:]))), None)
         if bad is not None:
-            self._append_metrics(rows[:rows.index(bad) + 1])
+            append_metrics(self.out_dir, self.metric_names, rows[:rows.index(bad) + 1])
             kept = (f"the last good checkpoint (step {self.checkpoint_step}) is kept in {self.out_dir / CHECKPOINT}"
                     if self.checkpoint_step is not None else "no checkpoint had been written yet")
             values = ", ".join(f"{n}={v}" for n, v in zip(self.metric_names, bad) if n in self.problem.logged())
             raise TrainingDiverged(f"training stopped: non-finite loss at step {bad[0]} (loss={bad[1]}"
                                    f"{', ' + values if values else ''}); {kept}")
-        self._append_metrics(rows)
+        append_metrics(self.out_dir, self.metric_names, rows)
         self.save_checkpoint()
         return rows
 
-    def _append_metrics(self, rows):
-        path = self.out_dir / METRICS_CSV
-        new = not path.exists()
-        with open(path, "a", newline="") as handle:
-            writer = csv.writer(handle)
-            if new:
-                writer.writerow(self.metric_names)
-            writer.writerows(rows)
-
     # ----------------------------------------------------------------- checkpoints
     def save_checkpoint(self):
-        state = {
+        save_checkpoint(self.out_dir, {
             "config": dataclasses.asdict(self.config), "step": self.step, "seconds": self.seconds,
             "problem": self.problem.state_dict(), "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(), "weights": self.weights.state_dict(),
-            "generator": self.generator.get_state(),
-        }
-        tmp = self.out_dir / (CHECKPOINT + ".tmp")
-        torch.save(state, tmp)
-        os.replace(tmp, self.out_dir / CHECKPOINT)
+            "generator": self.generator.get_state(), "data": self.data, "version": __version__,
+        })
         self.checkpoint_step = self.step
 
     @classmethod
-    def resume(cls, observations, out_dir, device="auto", steps=None):
-        """Continue the run saved in ``out_dir`` (its config; ``steps`` may raise the target)."""
-        path = Path(out_dir) / CHECKPOINT
-        if not path.is_file():
-            raise PinnfastError(f"{path}: no checkpoint to resume from")
-        state = torch.load(path, weights_only=False, map_location="cpu")
+    def resume(cls, observations, out_dir, device="auto", steps=None, *, data_path=None, columns=None):
+        """Continue the run saved in ``out_dir`` with its own config; ``steps`` may raise its target.
+
+        ``observations=None`` reads the run's own data file again; other observations than the run's are refused.
+        """
+        state = load_checkpoint(out_dir)
         config = TrainConfig(**state["config"])
         if steps is not None:
+            if steps < state["step"]:
+                raise PinnfastError(f"--steps {steps} is below the step the run in {out_dir} has reached "
+                                    f"({state['step']})")
             config.steps = steps
-        trainer = cls(observations, config, out_dir, device)
+        recorded = state.get("data")
+        if observations is None and recorded is not None:
+            if recorded["path"] is None:
+                raise PinnfastError(f"the run in {out_dir} was trained on observations passed from Python; pass "
+                                    "them to resume")
+            data_path, columns = recorded["path"], recorded["columns"]
+            observations = load_observations(data_path, columns)
+        trainer = cls(observations, config, out_dir, device, data_path=data_path, columns=columns)
+        if recorded is not None and trainer.data["sha256"] != recorded["sha256"]:
+            raise PinnfastError(f"{data_path or 'the observations'} is not the data the run in {out_dir} was "
+                                f"trained on ({recorded['path'] or 'observations passed from Python'}, "
+                                f"sha256 {recorded['sha256'][:12]}…); resume with its own data or start a new run")
+        if recorded is not None:
+            trainer.data = recorded  # keep the path the run was started with
         trainer.problem.load_state_dict(state["problem"])
         trainer.optimizer.load_state_dict(state["optimizer"])
         trainer.scheduler.load_state_dict(state["scheduler"])
@@ -278,32 +334,49 @@ class Trainer:
         trainer.generator.set_state(state["generator"])
         trainer.step, trainer.seconds = state["step"], state["seconds"]
         trainer.checkpoint_step = trainer.step
-        _truncate_metrics(Path(out_dir) / METRICS_CSV, trainer.step)
         return trainer
 
 
-def load_trained(run_dir, device="cpu"):
-    """The trained problem of a run folder (network with its domain, and ν for Burgers), ready for evaluation."""
-    path = Path(run_dir) / CHECKPOINT
-    if not path.is_file():
-        raise PinnfastError(f"{path}: no checkpoint; train with `pinnfast infer --out {run_dir}` first")
-    state = torch.load(path, weights_only=False, map_location="cpu")
+@dataclasses.dataclass
+class Run:
+    """A trained run, ready to use: the network (with its input normalisation), ν, the config and the result."""
+
+    problem: torch.nn.Module
+    config: TrainConfig
+    result: dict
+    step: int
+
+    @property
+    def network(self):
+        return self.problem.network
+
+    @property
+    def nu(self):
+        """The reported ν (mean over the averaging window) when the run finished, else the current iterate."""
+        return self.result.get("nu", self.problem.nu.item()) if hasattr(self.problem, "nu") else None
+
+
+def load_run(run_dir, device="cpu"):
+    """The trained run in ``run_dir``: ``run.network(points)`` gives (u, v), ``run.nu`` the inferred ν."""
+    state = load_checkpoint(run_dir)
     config = TrainConfig(**state["config"])
     problem = build_problem(config)
     problem.load_state_dict(state["problem"])  # includes the domain normalisation buffers
-    return problem.to(device).eval()
+    result_path = Path(run_dir) / RESULT
+    result = json.loads(result_path.read_text()) if result_path.is_file() else {}
+    if result.get("steps") != state["step"]:
+        result = {}  # a result.json from another point of the run says nothing about this checkpoint
+    return Run(problem.to(resolve_device(device)).eval(), config, result, state["step"])
+
+
+def _progress_bar(total, initial, enabled):
+    """A tqdm bar when asked for (tqdm is imported only then: the GPU machine may not have it)."""
+    if not enabled:
+        return contextlib.nullcontext()
+    from tqdm import tqdm
+    return tqdm(total=total, initial=initial, desc="pinnfast", unit="step")
 
 
 def _grads(loss, params, retain_graph=False):
     grads = torch.autograd.grad(loss, params, retain_graph=retain_graph, allow_unused=True)
     return [torch.zeros_like(p) if g is None else g for p, g in zip(params, grads)]
-
-
-def _truncate_metrics(path, step):
-    """Drop CSV rows after ``step`` (written after the checkpoint that a resume starts from)."""
-    if not path.exists():
-        return
-    with open(path, newline="") as handle:
-        rows = list(csv.reader(handle))
-    with open(path, "w", newline="") as handle:
-        csv.writer(handle).writerows([rows[0]] + [r for r in rows[1:] if int(r[0]) <= step])

@@ -1,6 +1,9 @@
-"""Shared test helpers: random models and points."""
+"""Shared test helpers: random models and points, and the ν-recovery cases the tests run."""
 import torch
 
+# Every test that checks ν recovery takes its (true ν, initial ν) from here, so that one test can check that none
+# of them starts at the answer (tests/test_no_start_at_answer.py).
+RECOVERY_CASES = {"short run on the shipped example": (0.02, 0.05)}
 
 
 def random_model(kind, in_dim, out_dim, width, depth, with_domain, generator, dtype=torch.float64):

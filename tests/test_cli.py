@@ -45,27 +45,29 @@ def _bad_inputs(tmp_path):
     with_nan = dict(GOOD, v=np.where(np.arange(40) == 7, np.nan, GOOD["v"]))
     with_inf = dict(GOOD, t=np.where(np.arange(40) == 3, np.inf, GOOD["t"]))
     no_v = {c: a for c, a in GOOD.items() if c != "v"}
-    extra = dict(GOOD, w=GOOD["u"])
     csv_text = _csv_text(GOOD)
     return {
         "missing file": lambda: (["--data", str(tmp_path / "nope.npz")], "nope.npz: no such file"),
-        "npz missing column": lambda: (["--data", _npz(tmp_path, **no_v)], "missing column(s) v"),
-        "npz extra column": lambda: (["--data", _npz(tmp_path, **extra)], "unexpected column(s) w"),
+        "npz missing column": lambda: (["--data", _npz(tmp_path, **no_v)],
+                                       "obs.npz: missing column(s) v; the file's columns are x, y, t, u"),
         "npz lengths differ": lambda: (["--data", _npz(tmp_path, **short_u)],
                                        "different lengths: x=40, y=40, t=40, u=39"),
-        "npz nan": lambda: (["--data", _npz(tmp_path, **with_nan)], "column v, point 7 (0-based): value nan"),
-        "npz inf": lambda: (["--data", _npz(tmp_path, **with_inf)], "column t, point 3 (0-based): value inf"),
+        "npz nan": lambda: (["--data", _npz(tmp_path, **with_nan)],
+                            "index 7 (0-based), column v: value nan is not finite"),
+        "npz inf": lambda: (["--data", _npz(tmp_path, **with_inf)],
+                            "index 3 (0-based), column t: value inf is not finite"),
         "too few points": lambda: (["--data", _npz(tmp_path, **few)], "9 points; at least 10 are needed"),
         "csv missing column": lambda: (["--data", _csv(tmp_path, csv_text.replace("x,y,t,u,v", "x,y,t,u,w"))],
-                                       "missing column(s) v; unexpected column(s) w"),
+                                       "obs.csv: missing column(s) v; the file's columns are x, y, t, u, w"),
         "csv not a number": lambda: (["--data", _csv(tmp_path, csv_text.replace("\n", "\n0.1,0.2,oops,0.3,0.4\n", 1))],
-                                     "line 2, column t: 'oops' is not a number"),
-        "csv nan": lambda: (["--data", _csv(tmp_path, _csv_text(with_nan))], "column v, point 7 (0-based): value nan"),
+                                     "obs.csv: line 2, column t: 'oops' is not a number"),
+        "csv nan": lambda: (["--data", _csv(tmp_path, _csv_text(with_nan))],
+                             "obs.csv: line 9, column v: value nan is not finite (1 such value(s) in the column)"),
         "csv ragged": lambda: (["--data", _csv(tmp_path, csv_text + "1,2,3\n")],
                                "line 42 has 3 fields, the header has 5"),
         "unknown format": lambda: (["--data", _csv(tmp_path, "x", name="obs.txt")], "unknown data format '.txt'"),
-        "nu-init zero": lambda: (["--nu-init", "0"], "--nu-init must be positive, got 0.0"),
-        "nu-init negative": lambda: (["--nu-init", "-0.1"], "--nu-init must be positive, got -0.1"),
+        "nu-init zero": lambda: (["--nu-init", "0"], "argument --nu-init: must be a positive number, got '0'"),
+        "nu-init negative": lambda: (["--nu-init", "-0.1"], "argument --nu-init: must be a positive number, got '-0.1'"),
         "unknown model": lambda: (["--model", "m9"], "argument --model: invalid choice: 'm9'"),
         "unknown device": lambda: (["--device", "tpu"], "argument --device: invalid choice: 'tpu'"),
     }
@@ -91,7 +93,7 @@ def test_console_script_prints_no_traceback(tmp_path):
 
 
 @pytest.mark.parametrize("argv,message", [
-    (["--nu", "0"], "--nu must be positive"), (["--nu", "0.1", "--n", "5"], "--n must be at least 10"),
+    (["--nu", "0"], "argument --nu: must be a positive number"), (["--nu", "0.1", "--n", "5"], "--n must be at least 10"),
     (["--nu", "0.1", "--noise", "-1"], "--noise must be >= 0"),
 ])
 def test_make_data_errors(argv, message, tmp_path, capsys):
@@ -112,7 +114,7 @@ def test_make_data_round_trip(suffix, tmp_path, capsys):
 
 def test_infer_writes_the_run_folder(tmp_path, capsys):
     data = tmp_path / "obs.csv"
-    main(["make-data", "--nu", "0.05", "--n", "50", "--out", str(data)])
+    main(["make-data", "--nu", "0.02", "--n", "50", "--out", str(data)])
     out = tmp_path / "run"
     assert main(["infer", "--data", str(data), "--out", str(out), "--steps", "12", "--model", "m2",
                  "--nu-init", "0.07", "--quiet"]) == 0

@@ -75,12 +75,12 @@ def test_residual_field_command(tmp_path, capsys):
     out = tmp_path / "field"
     assert main(["residual-field", "--run", str(run), "--out", str(out), "--grid", "8", "--times", "0", "0.5",
                  "--exact-nu", "0.05", "--device", "cpu"]) == 0
-    field = np.load(f"{out}.npz")
+    field = np.load(out / "field.npz")
     assert field["r_u"].shape == (2, 8, 8) and field["u_exact"].shape == (2, 8, 8)
     assert np.isfinite(field["r_v"]).all()
     lo, hi = np.min(np.load(data)["x"]), np.max(np.load(data)["x"])
     assert field["x"][0] == pytest.approx(lo, abs=1e-5) and field["x"][-1] == pytest.approx(hi, abs=1e-5)
-    assert (tmp_path / "field.png").stat().st_size > 1000
+    assert (out / "field.png").stat().st_size > 1000
     assert "rms |r|" in capsys.readouterr().out
 
 

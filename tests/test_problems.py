@@ -5,6 +5,7 @@ import pytest
 import torch
 
 import pinnfast as pf
+from pinnfast import reproduce
 from pinnfast.cli import main
 from pinnfast.problems import FunctionModule, Helmholtz, KleinGordon
 
@@ -59,11 +60,15 @@ def test_short_reproduce_writes_table_and_figures(problem, tmp_path, capsys):
     assert main(["reproduce", problem, "--models", "m1,m4", "--steps", "12", "--out", str(out), "--quiet",
                  "--device", "cpu"]) == 0
     rows = json.loads((out / f"{problem}_table.json").read_text())
-    assert [r["model"] for r in rows] == ["m1", "m4"] and all(r["rel_l2"] > 0 for r in rows)
-    assert all(r["steps"] == 12 for r in rows)
+    starts = reproduce.BURGERS_STARTS if problem == "burgers" else (None,)
+    assert [r["model"] for r in rows] == [m for m in ("m1", "m4") for _ in starts]
+    assert all(r["rel_l2"] > 0 and r["steps"] == 12 for r in rows)
+    if problem == "burgers":
+        assert [r["nu_init"] for r in rows] == list(starts) * 2
     for suffix in ("_table.md", "_fields.png", "_curves.png"):
         assert (out / f"{problem}{suffix}").stat().st_size > 100
-    header = (out / problem / "m4" / "metrics.csv").read_text().splitlines()[0]
+    run = "m4" if problem != "burgers" else f"m4_nu0_{starts[0]:g}"
+    header = (out / problem / run / "metrics.csv").read_text().splitlines()[0]
     assert header.startswith("step,loss,loss_r,")
     assert f"### {problem}" in capsys.readouterr().out
 
