@@ -1,6 +1,6 @@
 """``pinnfast`` command line: make synthetic Burgers data, infer ν from observations, use the trained run."""
 import argparse
-import json
+import shlex
 import sys
 import warnings
 from pathlib import Path
@@ -11,7 +11,7 @@ from ._version import __version__
 from .burgers import BurgersInverse, make_observations
 from .data import default_data_path, load_observations, load_table, parse_column_map, save_observations
 from .errors import PinnfastError, PinnfastWarning
-from .runfolder import CHECKPOINT, METRICS_CSV, PLOT, RESULT, load_checkpoint
+from .runfolder import CHECKPOINT, METRICS_CSV, PLOT, load_checkpoint, write_result
 from .trainer import DEVICES, MODELS, TrainConfig, Trainer, TrainingDiverged, load_run
 
 DEFAULTS = TrainConfig()
@@ -21,7 +21,7 @@ RUN_OPTIONS = {"--model": "model", "--seed": "seed", "--nu-init": "nu_init", "--
                "--collocation": "n_collocation", "--batch-size": "batch_size"}
 WARMUP_NOTE = (f"ν is held at --nu-init for the first {DEFAULTS.nu_warmup} steps (warm-up: the network first fits "
                f"the data), and the reported ν is the mean ± standard deviation over the last "
-               f"{DEFAULTS.average_last} steps after the warm-up, so a run needs more than "
+               f"{DEFAULTS.average_last} steps after the warm-up, so a run needs at least "
                f"{DEFAULTS.nu_warmup + DEFAULTS.average_last} steps for the full window.")
 
 
@@ -39,6 +39,16 @@ def _positive_int(text):
         raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text!r}")
+    return value
+
+
+def _seed(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an integer from 0 to 2**63 - 1, got {text!r}") from None
+    if not 0 <= value < 2 ** 63:
+        raise argparse.ArgumentTypeError(f"must be an integer from 0 to 2**63 - 1, got {text!r}")
     return value
 
 
@@ -64,7 +74,7 @@ def _parser():
     make.add_argument("--n", type=int, default=2000, help="number of points (default 2000, at least 10)")
     make.add_argument("--noise", type=float, default=0.0,
                       help="noise level σ: u and v get σ·std(u), σ·std(v) Gaussian noise (default 0)")
-    make.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    make.add_argument("--seed", type=_seed, default=0, help="random seed (default 0)")
     make.add_argument("--out", required=True, help="output file, .npz or .csv (its folder must exist)")
 
     infer = commands.add_parser("infer", help="infer the viscosity ν from (x, y, t, u, v) observations",
@@ -87,7 +97,7 @@ def _parser():
                             f"(default {DEFAULTS.nu_init})")
     infer.add_argument("--nu-true", type=_positive_float,
                        help="the true ν when known (synthetic data): its error is reported and plotted")
-    infer.add_argument("--seed", type=int, help=f"random seed (default {DEFAULTS.seed})")
+    infer.add_argument("--seed", type=_seed, help=f"random seed (default {DEFAULTS.seed})")
     infer.add_argument("--width", type=_positive_int, help=f"network width (default {DEFAULTS.width})")
     infer.add_argument("--depth", type=_positive_int,
                        help=f"width-to-width layers of the network (default {DEFAULTS.depth})")
@@ -141,7 +151,7 @@ def _parser():
     repro.add_argument("--models", default="m1,m2,m3,m4", help="comma-separated models (default m1,m2,m3,m4)")
     repro.add_argument("--steps", type=_positive_int,
                        help="steps per model (default: 40001; Burgers: its infer default)")
-    repro.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    repro.add_argument("--seed", type=_seed, default=0, help="random seed (default 0)")
     repro.add_argument("--device", choices=DEVICES, default="auto", help="auto, cpu or cuda (default auto)")
     repro.add_argument("--out", required=True, help="output folder")
     repro.add_argument("--overwrite", action="store_true", help="replace the runs of an earlier reproduce in --out")
@@ -150,10 +160,12 @@ def _parser():
 
 
 def _output_file(path):
-    """An output file path whose folder exists and that is not a folder itself."""
+    """An .npz or .csv output path whose folder exists and that is not a folder itself."""
     path = Path(path)
     if path.is_dir():
         raise PinnfastError(f"--out {path} is a folder; give a file name ending in .npz or .csv")
+    if path.suffix.lower() not in (".npz", ".csv"):
+        raise PinnfastError(f"--out {path}: unknown data format {path.suffix!r}; use .npz or .csv")
     if not path.parent.is_dir():
         raise PinnfastError(f"--out {path}: folder {path.parent} does not exist")
     return path
@@ -177,7 +189,8 @@ def _reproduce(args):
 
 
 def _residual_field(args):
-    from .field import domain_box, plot_field, residual_field
+    from .field import domain_box, residual_field
+    from .plots import plot_field
 
     out = _output_folder(args.out)
     run = load_run(args.run, args.device)
@@ -200,12 +213,17 @@ def _predict(args):
     from .field import domain_box
 
     out = _output_file(args.out)
+    if out.resolve() == Path(args.points).resolve():
+        raise PinnfastError(f"--out {out} is the --points file; write the predictions to another file")
     columns = parse_column_map(args.columns, ("x", "y", "t")) if args.columns else None
     points = load_table(args.points, ("x", "y", "t"), columns, min_points=1)
     run = load_run(args.run, args.device)
+    if not isinstance(run.problem, BurgersInverse):
+        raise PinnfastError(f"{args.run}: predict evaluates Burgers runs (x, y, t → u, v); this run is not one")
     xyt = np.column_stack([points[c] for c in ("x", "y", "t")])
-    lo, hi = domain_box(run.network)
-    outside = int(np.sum(np.any((xyt < np.asarray(lo) - 1e-9) | (xyt > np.asarray(hi) + 1e-9), axis=1)))
+    lo, hi = np.asarray(domain_box(run.network)[0]), np.asarray(domain_box(run.network)[1])
+    slack = 1e-5 * (hi - lo)  # the box is stored in float32
+    outside = int(np.sum(np.any((xyt < lo - slack) | (xyt > hi + slack), axis=1)))
     if outside:
         warnings.warn(f"{args.points}: {outside} of {len(xyt)} points lie outside the run's box "
                       f"{np.round(lo, 4).tolist()}–{np.round(hi, 4).tolist()}; the network extrapolates there",
@@ -230,64 +248,69 @@ def _dest(flag):
     return flag.lstrip("-").replace("-", "_")
 
 
-def _checked_resume_options(args, out):
-    """With --resume, options that define a run must be left out or equal the checkpoint's."""
+def _resume_state(args, out):
+    """The checkpoint to resume, after checking that the options given can continue it."""
     if args.overwrite:
         raise PinnfastError("--resume continues the run in --out and --overwrite deletes it: choose one")
     if args.columns and not args.data:
         raise PinnfastError("--columns describes a --data file; give both, or neither to use the run's own data")
-    config = load_checkpoint(out)["config"]
+    state = load_checkpoint(out)
+    config = state["config"]
+    if config["problem"] != "burgers":
+        raise PinnfastError(f"{out} holds a {config['problem']} run (from `pinnfast reproduce`); `infer --resume` "
+                            "continues Burgers runs only")
     for flag, field in RUN_OPTIONS.items():
         given = getattr(args, _dest(flag))
         if given is not None and given != config[field]:
             raise PinnfastError(f"{flag} {given} does not match the run in {out} ({config[field]}); leave it out to "
                                 "continue that run, or start a new one in another folder")
+    return state
 
 
 def _infer(args):
     out = Path(args.out)
+    if args.resume:
+        state = _resume_state(args, out)
+        target = args.steps or state["config"]["steps"]
+        if state["step"] >= target:
+            if args.steps is not None and args.steps < state["step"]:
+                raise PinnfastError(f"--steps {args.steps} is below the step the run in {out} has reached "
+                                    f"({state['step']})")
+            print(f"{out}: the run is complete ({state['step']} of {target} steps); nothing changed (raise --steps "
+                  "to train further)")
+            return
     data = args.data or (None if args.resume else default_data_path())
     columns = parse_column_map(args.columns) if args.columns else None
     observations = load_observations(data, columns) if data is not None else None
     if args.resume:
-        _checked_resume_options(args, out)
-        trainer = Trainer.resume(observations, out, args.device, steps=args.steps, data_path=data, columns=columns)
-        if trainer.finished:
-            print(f"{out}: the run is complete ({trainer.step} of {trainer.config.steps} steps); nothing changed "
-                  "(raise --steps to train further)")
-            return
+        trainer = Trainer.resume(observations, out, args.device, steps=args.steps, data_path=data, columns=columns,
+                                 nu_true=args.nu_true)
+        if args.checkpoint_every is not None:
+            trainer.config.checkpoint_every = args.checkpoint_every  # changes when files are written, not the run
     else:
         given = {field: getattr(args, _dest(flag)) for flag, field in RUN_OPTIONS.items()}
         given.update(steps=args.steps, checkpoint_every=args.checkpoint_every)
         config = TrainConfig(**{field: value for field, value in given.items() if value is not None})
         trainer = Trainer(observations, config, out, args.device, data_path=data, columns=columns,
-                          overwrite=args.overwrite)
-    if args.resume and args.checkpoint_every is not None:
-        trainer.config.checkpoint_every = args.checkpoint_every  # changes when files are written, not the run
+                          overwrite=args.overwrite, nu_true=args.nu_true)
     try:
-        result = _with_truth(trainer.run(progress=not args.quiet), args.nu_true)
+        result = trainer.run(progress=not args.quiet)
     except (KeyboardInterrupt, TrainingDiverged) as exc:
         if (out / METRICS_CSV).exists():  # the history up to the stop is worth a look
-            _plot(out, _with_truth(trainer.result(), args.nu_true))
+            _plot(out, trainer.result())
         if isinstance(exc, TrainingDiverged):
             raise
         where = (f"the last checkpoint (step {trainer.checkpoint_step}) is in {out / CHECKPOINT}; continue with "
-                 f"`pinnfast infer --out {out} --resume`" if trainer.checkpoint_step is not None else
-                 "no checkpoint had been written yet")
+                 f"`pinnfast infer --out {shlex.quote(str(out))} --resume`" if trainer.checkpoint_step is not None
+                 else "no checkpoint had been written yet")
         raise _Interrupted(f"interrupted at step {trainer.step}; {where}") from None
-    (out / RESULT).write_text(json.dumps(result, indent=2) + "\n")
+    write_result(out, result)
     _plot(out, result)
     print(_nu_message(result) + f" after {result['steps']} steps ({result['seconds']:.1f} s); results in {out}")
 
 
 class _Interrupted(Exception):
     """Ctrl-C during training: the message says where the run can be resumed from."""
-
-
-def _with_truth(result, nu_true):
-    if nu_true is not None:
-        result.update(nu_true=nu_true, nu_error=(result["nu"] - nu_true) / nu_true)
-    return result
 
 
 def _plot(out, summary):
@@ -334,6 +357,13 @@ def main(argv=None):
         except _Interrupted as exc:
             print(f"pinnfast: {exc}", file=sys.stderr)
             return INTERRUPTED
+        except KeyboardInterrupt:
+            print("pinnfast: interrupted", file=sys.stderr)
+            return INTERRUPTED
+        except OSError as exc:  # a path the system refuses: permissions, a full disk, a file where a folder goes
+            where = f"{exc.filename}: " if exc.filename else ""
+            print(f"pinnfast: error: {where}{exc.strerror or exc}", file=sys.stderr)
+            return 2
     return 0
 
 

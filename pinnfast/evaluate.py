@@ -4,6 +4,8 @@ Points may live on the CPU (10^8 points are 1.2 GB there) or be generated per ch
 goes to the model's device, through the fused kernel (CUDA) or the torch jets (CPU), and back into the result.
 No autograd graph is kept.
 """
+import importlib.util
+
 import torch
 
 from .burgers import burgers_residuals
@@ -40,8 +42,8 @@ def evaluate_residuals(model, points, nu, *, n=None, chunk_size=DEFAULT_CHUNK, o
         source, out_device = (lambda start, stop: points[start:stop]), \
             (points.device if out_device is None else out_device)
     device = next(model.parameters()).device
-    if backend == "auto":
-        backend = "triton" if device.type == "cuda" else "torch"
+    if backend == "auto":  # the fused kernel on a GPU that has triton; the torch jets elsewhere
+        backend = "triton" if device.type == "cuda" and importlib.util.find_spec("triton") else "torch"
     options = {} if precision is None else {"precision": precision}
     result = torch.empty((n, 4) if output == "fields" else (n,), dtype=torch.float32, device=out_device)
     nu = torch.as_tensor(nu, dtype=torch.float32, device=device)

@@ -13,16 +13,12 @@ import numpy as np  # noqa: E402
 from matplotlib.colors import LogNorm, Normalize  # noqa: E402
 from matplotlib.ticker import LogFormatterSciNotation, MaxNLocator  # noqa: E402
 
+from .runfolder import metrics_table  # noqa: E402
+
 TERMS = {"r": "residual", "d": "data", "bc": "boundary", "ic": "initial"}
-METRICS_CSV = "metrics.csv"  # as trainer.METRICS_CSV (not imported: plotting needs no torch)
 
 
 # ----------------------------------------------------------------- helpers
-def read_metrics(metrics_csv):
-    """The metrics CSV as a structured array (one row still gives a 1-element array)."""
-    return np.atleast_1d(np.genfromtxt(metrics_csv, delimiter=",", names=True))
-
-
 def _finite(values):
     values = np.asarray(values, dtype=float)
     return np.where(np.isfinite(values), values, np.nan)
@@ -133,7 +129,7 @@ def plot_training(metrics_csv, png_path, summary=None):
     (None when unknown). Missing keys are left out of the figure.
     """
     summary = dict(summary or {})
-    table = read_metrics(metrics_csv)
+    table = metrics_table(metrics_csv)
     names = table.dtype.names
     steps = np.asarray(table["step"], dtype=float)
     if "nu" in names:
@@ -332,7 +328,7 @@ def plot_reproduce_curves(problem_name, runs, png_path, nu_true=None):
 
     ``runs`` = {label: run folder holding metrics.csv}; ``nu_true`` is drawn as a dashed line on the ν panel.
     """
-    tables = {label: read_metrics(Path(folder) / METRICS_CSV) for label, folder in runs.items()}
+    tables = {label: metrics_table(folder) for label, folder in runs.items()}
     with_nu = any("nu" in t.dtype.names for t in tables.values())
     fig, axes = plt.subplots(1, 3 if with_nu else 2, figsize=(16 if with_nu else 11, 4.4), squeeze=False,
                              layout="constrained")
@@ -362,6 +358,46 @@ def plot_reproduce_curves(problem_name, runs, png_path, nu_true=None):
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=7)
     fig.suptitle(f"{problem_name}: training curves", fontsize=12)
+    fig.savefig(png_path, dpi=100)
+    plt.close(fig)
+    return fig
+
+
+def plot_field(field, png_path):
+    """One row per time: |r| = sqrt(r_u² + r_v²) (log colour scale) and, with an exact solution, the error
+    |(u, v) − exact| (log colour scale); one scale for all |r| panels and one for all error panels. Returns the
+    (closed) figure."""
+    exact = "u_exact" in field
+    rows, cols = len(field["t"]), 2 if exact else 1
+    fig, axes = plt.subplots(rows, cols, figsize=(5.2 * cols + 0.8, 4 * rows + 0.5), squeeze=False,
+                             layout="constrained")
+    extent = (field["x"][0], field["x"][-1], field["y"][0], field["y"][-1])
+    magnitudes = [np.hypot(field["r_u"][k], field["r_v"][k]) for k in range(rows)]
+    r_norm = log_norm(magnitudes, decades=6)
+    if exact:
+        errors = [np.hypot(field["u"][k] - field["u_exact"][k], field["v"][k] - field["v_exact"][k])
+                  for k in range(rows)]
+        error_norm = log_norm(errors, decades=4)
+    for k, t in enumerate(field["t"]):
+        r_image = axes[k, 0].imshow(np.maximum(magnitudes[k], r_norm.vmin), origin="lower", extent=extent,
+                                    norm=r_norm, cmap="magma")
+        axes[k, 0].set(title=f"|r| at t = {t:.3g}", xlabel="x", ylabel="y")
+        if exact:
+            error_image = axes[k, 1].imshow(np.maximum(errors[k], error_norm.vmin), origin="lower", extent=extent,
+                                            norm=error_norm, cmap="viridis")
+            axes[k, 1].set(title=f"|(u, v) − exact| at t = {t:.3g}", xlabel="x", ylabel="y")
+    for ax in axes.ravel():
+        ax.xaxis.set_major_locator(MaxNLocator(5))
+        ax.yaxis.set_major_locator(MaxNLocator(5))
+    bar = dict(shrink=0.9 if rows > 1 else 1, aspect=18 * rows)
+    colorbar = fig.colorbar(r_image, ax=axes[:, 0], label="|r| = √(r_u² + r_v²)  (log scale)",
+                            extend=extend_below(magnitudes, r_norm), **bar)
+    readable_log_ticks(colorbar.ax.yaxis, r_norm.vmin, r_norm.vmax)
+    if exact:
+        colorbar = fig.colorbar(error_image, ax=axes[:, 1], label="|(u, v) − (u, v)_exact|  (log scale)",
+                                extend=extend_below(errors, error_norm), **bar)
+        readable_log_ticks(colorbar.ax.yaxis, error_norm.vmin, error_norm.vmax)
+    fig.suptitle(f"residual field of the trained network (ν = {field['nu']:.5g})", fontsize=12)
     fig.savefig(png_path, dpi=100)
     plt.close(fig)
     return fig

@@ -14,7 +14,9 @@ import numpy as np
 import torch
 
 from .burgers import exact_solution, make_observations
+from .data import save_observations
 from .errors import PinnfastError
+from .runfolder import check_claimable
 from .trainer import MODELS, TrainConfig, Trainer
 
 # The authors' code also fixes the annealing conventions: trunk weight matrices only, per-layer means, and ∇(λ L_i)
@@ -69,8 +71,7 @@ def reproduce(problem_name, models, out_dir, steps=None, device="auto", seed=0, 
                             f"{', '.join(MODELS)}")
     out_dir = Path(out_dir)
     burgers = problem_name == "burgers"
-    observations = make_observations(BURGERS_NU, 2000, seed=seed) if burgers else None
-    rows, fields, runs = [], {}, {}
+    plan = []  # (label, run folder, settings): every folder is checked before hours of training start
     for model in models:
         for nu_init in (BURGERS_STARTS if burgers else (None,)):
             settings = dict(SETTINGS[problem_name], problem=problem_name, model=model, seed=seed)
@@ -80,18 +81,29 @@ def reproduce(problem_name, models, out_dir, steps=None, device="auto", seed=0, 
                 label, folder = f"{model}, ν0={nu_init:g}", f"{model}_nu0_{nu_init:g}"
             if steps is not None:
                 settings["steps"] = steps
-            runs[label] = out_dir / problem_name / folder
-            trainer = Trainer(observations, TrainConfig(**settings), runs[label], device, overwrite=overwrite)
-            result = trainer.run(progress=progress)
-            points, axes = evaluation_grid(trainer.problem)
-            error, prediction, exact = relative_l2(trainer.problem, points)
-            row = dict(model=model, rel_l2=error, paper_rel_l2=PAPER.get((problem_name, model)),
-                       steps=result["steps"], seconds=round(result["seconds"], 1), seed=seed, device=result["device"])
-            if burgers:
-                row.update(nu_init=nu_init, nu=result["nu"], nu_std=result["nu_std"],
-                           nu_rel_error=(result["nu"] - BURGERS_NU) / BURGERS_NU)
-            rows.append(row)
-            fields[label] = (prediction.reshape(GRID, GRID), exact.reshape(GRID, GRID), axes)
+            plan.append((label, out_dir / problem_name / folder, settings))
+            check_claimable(plan[-1][1], overwrite)
+    observations, data_path = None, None
+    if burgers:  # written beside the runs, so that `pinnfast infer --resume` can continue each of them
+        observations = make_observations(BURGERS_NU, 2000, seed=seed)
+        data_path = out_dir / problem_name / "observations.npz"
+        data_path.parent.mkdir(parents=True, exist_ok=True)
+        save_observations(data_path, observations)
+    rows, fields, runs = [], {}, {}
+    for label, folder, settings in plan:
+        runs[label] = folder
+        trainer = Trainer(observations, TrainConfig(**settings), folder, device, data_path=data_path,
+                          overwrite=overwrite, nu_true=BURGERS_NU if burgers else None)
+        result = trainer.run(progress=progress)
+        points, axes = evaluation_grid(trainer.problem)
+        error, prediction, exact = relative_l2(trainer.problem, points)
+        row = dict(model=settings["model"], rel_l2=error, paper_rel_l2=PAPER.get((problem_name, settings["model"])),
+                   steps=result["steps"], seconds=round(result["seconds"], 1), seed=seed, device=result["device"])
+        if burgers:
+            row.update(nu_init=settings["nu_init"], nu=result["nu"], nu_std=result["nu_std"],
+                       nu_rel_error=result["nu_error"])
+        rows.append(row)
+        fields[label] = (prediction.reshape(GRID, GRID), exact.reshape(GRID, GRID), axes)
     (out_dir / f"{problem_name}_table.json").write_text(json.dumps(rows, indent=2) + "\n")
     (out_dir / f"{problem_name}_table.md").write_text(table_markdown(problem_name, rows))
     plot_reproduce_fields(problem_name, fields, out_dir / f"{problem_name}_fields.png")

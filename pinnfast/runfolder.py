@@ -1,38 +1,48 @@
 """A run folder holds one run or nothing: its checkpoint, its metrics CSV, its result and its plot.
 
-A fresh run starts only in a missing or empty folder (``overwrite`` first removes a previous run's files, never
-anyone else's), and a resumed run's metrics must match its checkpoint, so that no number from another run can
-leak into the reported ν.
+A fresh run starts only in a missing or empty folder (``overwrite`` removes a previous run, and only when the
+folder holds nothing else), a resumed run's metrics must match its checkpoint, and every file is replaced
+atomically, so that no number from another run, or from half a write, can reach the reported ν.
 """
 import csv
+import io
+import json
 import os
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from .errors import PinnfastError
 
 CHECKPOINT, METRICS_CSV, RESULT, PLOT = "checkpoint.pt", "metrics.csv", "result.json", "training.png"
-RUN_FILES = (CHECKPOINT, CHECKPOINT + ".tmp", METRICS_CSV, RESULT, PLOT)
+RUN_FILES = tuple(name + tmp for name in (CHECKPOINT, METRICS_CSV, RESULT, PLOT) for tmp in ("", ".tmp"))
 
 
-def claim_empty(out_dir, overwrite=False):
-    """Make ``out_dir`` an empty folder for a new run, or refuse in one line."""
+def check_claimable(out_dir, overwrite=False):
+    """Refuse, changing nothing, unless ``out_dir`` is missing, empty, or (with ``overwrite``) holds only a run."""
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise PinnfastError(f"--out {out_dir} is a file, not a folder")
-    if out_dir.is_dir():
-        if overwrite:
-            for name in RUN_FILES:
-                (out_dir / name).unlink(missing_ok=True)
-        held = sorted(p.name for p in out_dir.iterdir())
-        if held:
-            if overwrite:
-                raise PinnfastError(f"{out_dir} holds files that are not a pinnfast run's ({', '.join(held)}); "
-                                    "choose another output folder")
-            what = "a run (checkpoint.pt); continue it with --resume or" if CHECKPOINT in held else \
-                f"{', '.join(held)} but no checkpoint to resume;"
-            raise PinnfastError(f"{out_dir} already holds {what} start again with --overwrite")
+    held = sorted(p.name for p in out_dir.iterdir()) if out_dir.is_dir() else []
+    if not held:
+        return
+    foreign = [name for name in held if name not in RUN_FILES]
+    if overwrite and foreign:
+        raise PinnfastError(f"{out_dir} holds files that are not a pinnfast run's ({', '.join(foreign)}); nothing "
+                            "was deleted: choose another output folder")
+    if not overwrite:
+        what = "a run (checkpoint.pt); continue it with --resume or" if CHECKPOINT in held else \
+            f"{', '.join(held)} but no checkpoint to resume;"
+        raise PinnfastError(f"{out_dir} already holds {what} start again with --overwrite")
+
+
+def claim_empty(out_dir, overwrite=False):
+    """Make ``out_dir`` an empty folder for a new run (see :func:`check_claimable`)."""
+    check_claimable(out_dir, overwrite)
+    out_dir = Path(out_dir)
+    for name in RUN_FILES:
+        (out_dir / name).unlink(missing_ok=True)
     out_dir.mkdir(parents=True, exist_ok=True)
 
 
@@ -50,20 +60,27 @@ def load_checkpoint(run_dir):
 
 
 def save_checkpoint(run_dir, state):
-    """Write atomically: a crash mid-write leaves the previous checkpoint whole."""
-    tmp = Path(run_dir) / (CHECKPOINT + ".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, Path(run_dir) / CHECKPOINT)
+    _replace(Path(run_dir) / CHECKPOINT, lambda tmp: torch.save(state, tmp))
 
 
-def read_metrics(run_dir):
-    """Header and rows (as written) of a run's metrics CSV; no file → ``(None, [])``."""
-    path = Path(run_dir) / METRICS_CSV
-    if not path.is_file():
-        return None, []
-    with open(path, newline="") as handle:
-        rows = list(csv.reader(handle))
-    return (rows[0] if rows else None), rows[1:]
+def write_result(run_dir, result):
+    text = json.dumps(result, indent=2) + "\n"
+    _replace(Path(run_dir) / RESULT, lambda tmp: Path(tmp).write_text(text))
+
+
+def read_result(run_dir):
+    """The run's result.json as a dict, or ``{}`` when there is none or it cannot be read."""
+    try:
+        return json.loads((Path(run_dir) / RESULT).read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def metrics_table(path):
+    """A metrics CSV (a run folder's, or the file itself) as a structured array, one field per column."""
+    path = Path(path)
+    path = path / METRICS_CSV if path.is_dir() else path
+    return np.atleast_1d(np.genfromtxt(path, delimiter=",", names=True))
 
 
 def append_metrics(run_dir, header, rows):
@@ -79,10 +96,22 @@ def append_metrics(run_dir, header, rows):
 def cut_metrics_at(run_dir, header, step):
     """Keep exactly the rows of steps 1..``step`` (a resume starts there), or refuse if they are not all there
     under the same header: then the CSV belongs to another run."""
-    found, rows = read_metrics(run_dir)
-    steps = [row[0] for row in rows[:step]]
-    if found != list(header) or steps != [str(k) for k in range(1, step + 1)]:
-        raise PinnfastError(f"{Path(run_dir) / METRICS_CSV} does not match {CHECKPOINT} (at step {step}): it "
-                            "belongs to another run; start again with --overwrite")
-    with open(Path(run_dir) / METRICS_CSV, "w", newline="") as handle:
-        csv.writer(handle).writerows([header, *rows[:step]])
+    path = Path(run_dir) / METRICS_CSV
+    rows = []
+    if path.is_file():
+        with open(path, newline="") as handle:
+            rows = list(csv.reader(handle))
+    steps = [row[0] for row in rows[1:step + 1]]
+    if not rows or rows[0] != list(header) or steps != [str(k) for k in range(1, step + 1)]:
+        raise PinnfastError(f"{path} does not match {CHECKPOINT} (at step {step}): it belongs to another run; "
+                            "start again with --overwrite")
+    text = io.StringIO()
+    csv.writer(text).writerows(rows[:step + 1])
+    _replace(path, lambda tmp: Path(tmp).write_text(text.getvalue()))
+
+
+def _replace(path, write):
+    """Write through a temporary file and rename: a crash mid-write leaves the previous file whole."""
+    tmp = path.with_name(path.name + ".tmp")
+    write(tmp)
+    os.replace(tmp, path)

@@ -7,7 +7,6 @@ Metrics stay on the device and reach the host (CSV, NaN check, checkpoint) every
 """
 import contextlib
 import dataclasses
-import json
 import math
 import time
 import warnings
@@ -23,8 +22,8 @@ from .data import check_spread, load_observations, observations_sha256, validate
 from .errors import PinnfastError, PinnfastWarning
 from .models import MLP, ModifiedMLP
 from .problems import Helmholtz, KleinGordon
-from .runfolder import (CHECKPOINT, METRICS_CSV, RESULT, append_metrics, claim_empty, cut_metrics_at, load_checkpoint,
-                        save_checkpoint)
+from .runfolder import (CHECKPOINT, RESULT, append_metrics, claim_empty, cut_metrics_at, load_checkpoint, metrics_table,
+                        read_result, save_checkpoint)
 
 MODELS = {  # name: (network class, annealing)
     "m1": (MLP, False),
@@ -40,7 +39,7 @@ PROBLEMS = ("burgers", "helmholtz", "klein-gordon")
 class TrainConfig:
     """Everything that defines a run; saved in the checkpoint so that ``resume`` continues the same run.
 
-    Defaults were tuned to recover ν within 1 % in about two minutes on a 2-core CPU (BENCHMARKS.md): a small
+    Defaults were tuned to recover ν within 1 % in about three minutes on a 2-core CPU (BENCHMARKS.md): a small
     network (width 32, 3 gate layers), 512 collocation points and 512 observations per step, 10,000 steps with the
     learning rate decayed by ``decay_rate`` every ``decay_steps``. ν (as log ν) has its own learning rate and Adam
     β2 = 0.99, and is held at ``nu_init`` for the first ``nu_warmup`` steps: otherwise the large residual gradients
@@ -137,14 +136,15 @@ class Trainer:
 
     ``data_path`` (and the ``columns`` mapping it was read with) is recorded in the checkpoint with a hash of the
     observations, so that a resume finds the run's own data and refuses any other. A new run needs a missing or
-    empty ``out_dir``; ``overwrite`` removes a previous run's files first.
+    empty ``out_dir``; ``overwrite`` removes a previous run first. ``nu_true`` (synthetic data) adds the error of ν
+    to the result; it is kept with the run but does not change the training.
     """
 
     def __init__(self, observations, config, out_dir, device="auto", *, data_path=None, columns=None,
-                 overwrite=False):
+                 overwrite=False, nu_true=None):
         config.validate()
         self.config, self.out_dir, self.device = config, Path(out_dir), resolve_device(device)
-        self.overwrite = overwrite
+        self.overwrite, self.nu_true = overwrite, nu_true
         torch.manual_seed(config.seed)
         source = str(data_path) if data_path is not None else "observations"
         self.data = None
@@ -221,6 +221,7 @@ class Trainer:
             claim_empty(self.out_dir, self.overwrite)
         else:  # resumed: drop rows written after the checkpoint (a diverged tail), refuse another run's CSV
             cut_metrics_at(self.out_dir, self.metric_names, self.checkpoint_step)
+            (self.out_dir / RESULT).unlink(missing_ok=True)  # it described the run at an earlier step
         if self.physical:
             self._warn_if_short()
         steps, pending, seconds_before, started = self.config.steps, [], self.seconds, time.perf_counter()
@@ -250,8 +251,7 @@ class Trainer:
         """The run's summary: each learned physical value as the mean (and standard deviation) over the last
         ``average_last`` steps after the warm-up, with the window, its final iterate, the final losses and the
         data fit."""
-        table = np.atleast_1d(np.genfromtxt(self.out_dir / METRICS_CSV, delimiter=",", names=True)) \
-            if self.step > 0 else None
+        table = metrics_table(self.out_dir) if self.step > 0 else None
         result = {"problem": self.config.problem, "model": self.config.model, "steps": self.step,
                   "target_steps": self.config.steps, "seconds": self.seconds, "device": str(self.device)}
         if self.physical:
@@ -263,6 +263,8 @@ class Trainer:
                 result[name] = float(window[name].mean()) if len(window) else value.item()
                 result[f"{name}_std"] = float(window[name].std()) if len(window) else 0.0
                 result[f"{name}_last"] = value.item()
+            if self.nu_true is not None:
+                result.update(nu_true=self.nu_true, nu_error=(result["nu"] - self.nu_true) / self.nu_true)
         if table is not None:
             last = table[-1]
             result.update({name: float(last[name]) for name in self.metric_names if name.startswith("loss")})
@@ -296,37 +298,46 @@ class Trainer:
             "config": dataclasses.asdict(self.config), "step": self.step, "seconds": self.seconds,
             "problem": self.problem.state_dict(), "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(), "weights": self.weights.state_dict(),
-            "generator": self.generator.get_state(), "data": self.data, "version": __version__,
+            "generator": self.generator.get_state(), "device_type": self.device.type, "data": self.data,
+            "nu_true": self.nu_true, "version": __version__,
         })
         self.checkpoint_step = self.step
 
     @classmethod
-    def resume(cls, observations, out_dir, device="auto", steps=None, *, data_path=None, columns=None):
+    def resume(cls, observations, out_dir, device="auto", steps=None, *, data_path=None, columns=None,
+               nu_true=None):
         """Continue the run saved in ``out_dir`` with its own config; ``steps`` may raise its target.
 
         ``observations=None`` reads the run's own data file again; other observations than the run's are refused.
         """
         state = load_checkpoint(out_dir)
+        if "version" not in state:
+            raise PinnfastError(f"{out_dir}: the checkpoint was written by pinnfast 0.1, which did not record the "
+                                "run's data, so a resume cannot check it; start a new run")
         config = TrainConfig(**state["config"])
         if steps is not None:
             if steps < state["step"]:
                 raise PinnfastError(f"--steps {steps} is below the step the run in {out_dir} has reached "
                                     f"({state['step']})")
             config.steps = steps
-        recorded = state.get("data")
+        recorded = state["data"]
         if observations is None and recorded is not None:
             if recorded["path"] is None:
                 raise PinnfastError(f"the run in {out_dir} was trained on observations passed from Python; pass "
                                     "them to resume")
             data_path, columns = recorded["path"], recorded["columns"]
             observations = load_observations(data_path, columns)
-        trainer = cls(observations, config, out_dir, device, data_path=data_path, columns=columns)
+        trainer = cls(observations, config, out_dir, device, data_path=data_path, columns=columns,
+                      nu_true=state["nu_true"] if nu_true is None else nu_true)
+        if trainer.device.type != state["device_type"]:
+            raise PinnfastError(f"the run in {out_dir} was trained on {state['device_type']}; resume it there "
+                                f"(--device {state['device_type']}): its random stream belongs to that device")
         if recorded is not None and trainer.data["sha256"] != recorded["sha256"]:
             raise PinnfastError(f"{data_path or 'the observations'} is not the data the run in {out_dir} was "
                                 f"trained on ({recorded['path'] or 'observations passed from Python'}, "
                                 f"sha256 {recorded['sha256'][:12]}…); resume with its own data or start a new run")
-        if recorded is not None:
-            trainer.data = recorded  # keep the path the run was started with
+        if recorded is not None and trainer.data["path"] is None:
+            trainer.data = recorded  # the same values from Python: keep the file the run was started with
         trainer.problem.load_state_dict(state["problem"])
         trainer.optimizer.load_state_dict(state["optimizer"])
         trainer.scheduler.load_state_dict(state["scheduler"])
@@ -352,8 +363,11 @@ class Run:
 
     @property
     def nu(self):
-        """The reported ν (mean over the averaging window) when the run finished, else the current iterate."""
-        return self.result.get("nu", self.problem.nu.item()) if hasattr(self.problem, "nu") else None
+        """The reported ν (mean over the averaging window) when result.json describes this checkpoint, else the
+        checkpoint's last iterate (e.g. an interrupted run)."""
+        if not hasattr(self.problem, "nu"):
+            return None
+        return self.result["nu"] if "nu" in self.result else self.problem.nu.item()
 
 
 def load_run(run_dir, device="cpu"):
@@ -362,10 +376,10 @@ def load_run(run_dir, device="cpu"):
     config = TrainConfig(**state["config"])
     problem = build_problem(config)
     problem.load_state_dict(state["problem"])  # includes the domain normalisation buffers
-    result_path = Path(run_dir) / RESULT
-    result = json.loads(result_path.read_text()) if result_path.is_file() else {}
-    if result.get("steps") != state["step"]:
-        result = {}  # a result.json from another point of the run says nothing about this checkpoint
+    result = read_result(run_dir)
+    sha = (state.get("data") or {}).get("sha256")
+    if (result.get("steps"), result.get("data_sha256")) != (state["step"], sha):
+        result = {}  # a result.json from another point of the run, or another run, says nothing about this one
     return Run(problem.to(resolve_device(device)).eval(), config, result, state["step"])
 
 

@@ -78,7 +78,7 @@ def test_bad_input_gives_one_clear_message(case, tmp_path, capsys):
     argv, message = _bad_inputs(tmp_path)[case]()
     out = tmp_path / "run"
     code, err = _run(["infer", "--out", str(out), "--steps", "2", "--quiet", *argv], capsys)
-    assert code != 0
+    assert code == 2
     assert message in err
     assert "Traceback" not in err
     assert len(err.strip().splitlines()) == 1

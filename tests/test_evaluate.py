@@ -69,12 +69,12 @@ def test_evaluate_shape_errors():
 
 def test_residual_field_command(tmp_path, capsys):
     data = tmp_path / "obs.npz"
-    pf.save_observations(data, pf.make_observations(0.05, 60, seed=2))
+    pf.save_observations(data, pf.make_observations(0.03, 60, seed=2))
     run = tmp_path / "run"
     assert main(["infer", "--data", str(data), "--out", str(run), "--steps", "5", "--quiet"]) == 0
     out = tmp_path / "field"
     assert main(["residual-field", "--run", str(run), "--out", str(out), "--grid", "8", "--times", "0", "0.5",
-                 "--exact-nu", "0.05", "--device", "cpu"]) == 0
+                 "--exact-nu", "0.03", "--device", "cpu"]) == 0
     field = np.load(out / "field.npz")
     assert field["r_u"].shape == (2, 8, 8) and field["u_exact"].shape == (2, 8, 8)
     assert np.isfinite(field["r_v"]).all()

@@ -2,8 +2,7 @@
 import numpy as np
 import pytest
 
-from pinnfast.field import plot_field
-from pinnfast.plots import format_nu, plot_reproduce_curves, plot_reproduce_fields, plot_training
+from pinnfast.plots import format_nu, plot_field, plot_reproduce_curves, plot_reproduce_fields, plot_training
 
 BURGERS = ("loss", "loss_r", "loss_d", "lambda_d", "nu", "lr")
 FORWARD = ("loss", "loss_r", "loss_ic", "loss_bc", "lambda_ic", "lambda_bc", "lr")

@@ -91,13 +91,14 @@ def test_resume_refuses_other_data_and_changes_nothing(tmp_path, capsys):
     out = tmp_path / "run"
     assert _run(["infer", "--data", _data(tmp_path), "--out", str(out), "--steps", "10", *TINY], capsys)[0] == 0
     before = _snapshot(out)
-    other = _data(tmp_path, "other.npz", nu=0.05, seed=3)
+    other = _data(tmp_path, "other.npz", nu=0.07, seed=3)
     code, _, err = _run(["infer", "--data", other, "--out", str(out), "--steps", "20", "--resume", "--quiet"], capsys)
     assert code == 2 and len(err.strip().splitlines()) == 1
     assert f"{other} is not the data the run in {out} was trained on" in err
     assert _snapshot(out) == before
     # the shipped example is other data too: leaving --data out must not fall back to it
-    code, _, err = _run(["infer", "--data", str(pf.data.default_data_path()), "--out", str(out), "--resume"], capsys)
+    code, _, err = _run(["infer", "--data", str(pf.data.default_data_path()), "--out", str(out), "--steps", "20",
+                         "--resume"], capsys)
     assert code == 2 and "is not the data the run" in err
 
 
@@ -155,7 +156,7 @@ def test_python_resume_reads_the_runs_own_data_and_refuses_other(tmp_path):
     resumed = pf.Trainer.resume(None, tmp_path / "a", "cpu", steps=30)
     assert resumed.step == 20 and resumed.data["path"] == str((tmp_path / "obs.npz").resolve())
     with pytest.raises(pf.PinnfastError, match="is not the data the run"):
-        pf.Trainer.resume(pf.make_observations(0.05, 60, seed=9), tmp_path / "a", "cpu")
+        pf.Trainer.resume(pf.make_observations(0.07, 60, seed=9), tmp_path / "a", "cpu")
 
 
 # ----------------------------------------------------------------- 2. a run folder is a run or empty
@@ -187,13 +188,24 @@ def test_a_diverged_runs_rows_never_reach_the_next_run(tmp_path, monkeypatch, ca
 
 
 def test_overwrite_never_deletes_a_users_files(tmp_path, capsys):
+    """A run folder that also holds someone's file: --overwrite refuses and deletes nothing, run included."""
     out = tmp_path / "run"
-    out.mkdir()
+    assert _run(["infer", "--data", _data(tmp_path), "--out", str(out), "--steps", "3", *TINY], capsys)[0] == 0
     (out / "notes.txt").write_text("mine")
+    before = _snapshot(out)
     code, _, err = _run(["infer", "--data", _data(tmp_path), "--out", str(out), "--steps", "3", "--overwrite",
                          *TINY], capsys)
-    assert code == 2 and "holds files that are not a pinnfast run's (notes.txt)" in err
-    assert (out / "notes.txt").read_text() == "mine"
+    assert code == 2 and "holds files that are not a pinnfast run's (notes.txt); nothing was deleted" in err
+    assert _snapshot(out) == before
+
+
+def test_overwrite_replaces_a_run(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert _run(["infer", "--data", _data(tmp_path), "--out", str(out), "--steps", "3", *TINY], capsys)[0] == 0
+    assert _run(["infer", "--data", _data(tmp_path), "--out", str(out), "--steps", "5", "--overwrite", *TINY],
+                capsys)[0] == 0
+    assert json.loads((out / RESULT).read_text())["steps"] == 5
+    assert len((out / METRICS_CSV).read_text().splitlines()) == 6
 
 
 def test_resume_refuses_a_metrics_file_of_another_run(tmp_path, capsys):
@@ -349,3 +361,137 @@ def test_predict_from_a_folder_without_a_run(tmp_path, capsys):
     code, _, err = _run(["predict", "--run", str(tmp_path), "--points", str(source), "--out",
                          str(tmp_path / "p.npz")], capsys)
     assert code == 2 and "checkpoint.pt: no checkpoint" in err
+
+
+# ----------------------------------------------------------------- 6. the Python API checks data as the CLI does
+def test_trainer_validates_observations_like_the_cli(tmp_path):
+    observations = pf.make_observations(0.03, 60, seed=2)
+    del observations["v"]
+    with pytest.raises(pf.PinnfastError, match="^observations: missing column"):
+        pf.Trainer(observations, pf.TrainConfig(steps=2, **SMALL), tmp_path / "a", "cpu")
+    assert not (tmp_path / "a").exists()
+
+
+def test_observations_at_one_time_name_the_file_and_the_coordinate(tmp_path, capsys):
+    observations = pf.make_observations(0.03, 60, seed=2)
+    observations["t"][:] = 0.5
+    data = tmp_path / "one_time.csv"
+    pf.save_observations(data, observations)
+    code, _, err = _run(["infer", "--data", str(data), "--out", str(tmp_path / "run"), *TINY], capsys)
+    assert code == 2 and f"{data}: every point has t = 0.5; the observations must span a range in x, y and t" in err
+
+
+# ----------------------------------------------------------------- what a review found
+def test_a_resumed_run_drops_its_old_result_until_it_finishes(tmp_path, monkeypatch, capsys):
+    out = tmp_path / "run"
+    assert _run(["infer", "--data", _data(tmp_path), "--out", str(out), "--steps", "10", *TINY], capsys)[0] == 0
+    assert (out / RESULT).exists()
+    _interrupt_at(monkeypatch, 15)
+    assert _run(["infer", "--out", str(out), "--steps", "20", "--resume", "--quiet"], capsys)[0] == INTERRUPTED
+    assert not (out / RESULT).exists()  # it described step 10; the checkpoint and the plot have moved on
+    assert pf.load_run(out).result == {}
+
+
+def test_nu_true_stays_with_the_run(tmp_path, monkeypatch, capsys):
+    out = tmp_path / "run"
+    _interrupt_at(monkeypatch, 15)
+    assert _run(["infer", "--data", _data(tmp_path), "--out", str(out), "--steps", "20", "--nu-true", "0.03",
+                 *TINY], capsys)[0] == INTERRUPTED
+    monkeypatch.undo()
+    assert _run(["infer", "--out", str(out), "--resume", "--quiet"], capsys)[0] == 0
+    result = json.loads((out / RESULT).read_text())
+    assert result["nu_true"] == 0.03 and result["nu_error"] == pytest.approx((result["nu"] - 0.03) / 0.03)
+
+
+def test_resume_on_another_device_type_is_refused(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert _run(["infer", "--data", _data(tmp_path), "--out", str(out), "--steps", "10", *TINY], capsys)[0] == 0
+    state = torch.load(out / CHECKPOINT, weights_only=False)
+    state["device_type"] = "cuda"  # as if trained on a GPU machine
+    torch.save(state, out / CHECKPOINT)
+    code, _, err = _run(["infer", "--out", str(out), "--steps", "20", "--resume", "--device", "cpu"], capsys)
+    assert code == 2 and "was trained on cuda; resume it there (--device cuda)" in err
+
+
+def test_checkpoint_without_a_data_record_is_refused(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert _run(["infer", "--data", _data(tmp_path), "--out", str(out), "--steps", "10", *TINY], capsys)[0] == 0
+    state = torch.load(out / CHECKPOINT, weights_only=False)
+    for key in ("version", "data", "device_type", "nu_true"):
+        del state[key]  # what pinnfast 0.1 wrote
+    torch.save(state, out / CHECKPOINT)
+    code, _, err = _run(["infer", "--data", _data(tmp_path), "--out", str(out), "--steps", "20", "--resume"], capsys)
+    assert code == 2 and "written by pinnfast 0.1, which did not record the run's data" in err
+
+
+def test_resume_with_the_same_data_at_a_new_path_records_it(tmp_path, capsys):
+    data = _data(tmp_path)
+    out = tmp_path / "run"
+    assert _run(["infer", "--data", data, "--out", str(out), "--steps", "10", *TINY], capsys)[0] == 0
+    moved = tmp_path / "moved.npz"
+    (tmp_path / "obs.npz").rename(moved)
+    assert _run(["infer", "--data", str(moved), "--out", str(out), "--steps", "20", "--resume", "--quiet"],
+                capsys)[0] == 0
+    assert _run(["infer", "--out", str(out), "--steps", "30", "--resume", "--quiet"], capsys)[0] == 0
+
+
+def test_columns_are_remembered_on_resume(tmp_path, capsys):
+    observations = pf.make_observations(0.03, 60, seed=2)
+    data = tmp_path / "renamed.csv"
+    rows = np.column_stack([observations[c] for c in pf.data.COLUMNS])
+    data.write_text("X,Y,time,U,V\n" + "".join(",".join(repr(float(v)) for v in row) + "\n" for row in rows))
+    out = tmp_path / "run"
+    argv = ["infer", "--data", str(data), "--columns", "x=X,y=Y,t=time,u=U,v=V", "--out", str(out)]
+    assert _run(argv + ["--steps", "10", *TINY], capsys)[0] == 0
+    assert _run(["infer", "--out", str(out), "--steps", "20", "--resume", "--quiet"], capsys)[0] == 0
+    code, _, err = _run(["infer", "--out", str(out), "--columns", "x=X", "--resume"], capsys)
+    assert code == 2 and "--columns describes a --data file" in err
+
+
+def test_resume_and_overwrite_together_are_refused(tmp_path, capsys):
+    code, _, err = _run(["infer", "--out", str(tmp_path), "--resume", "--overwrite"], capsys)
+    assert code == 2 and "choose one" in err
+
+
+def test_forward_problem_runs_are_not_resumed_by_infer_nor_predicted(tmp_path, capsys):
+    pf.Trainer(None, pf.TrainConfig(problem="helmholtz", steps=2, width=8, depth=1, n_collocation=8),
+               tmp_path / "helm", "cpu").run(progress=False)
+    code, _, err = _run(["infer", "--out", str(tmp_path / "helm"), "--steps", "5", "--resume"], capsys)
+    assert code == 2 and "holds a helmholtz run" in err
+    points = tmp_path / "points.npz"
+    np.savez(points, x=np.zeros(2), y=np.zeros(2), t=np.zeros(2))
+    code, _, err = _run(["predict", "--run", str(tmp_path / "helm"), "--points", str(points), "--out",
+                         str(tmp_path / "p.npz"), "--device", "cpu"], capsys)
+    assert code == 2 and "predict evaluates Burgers runs" in err
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["make-data", "--nu", "0.02", "--out", "{tmp}"], "is a folder; give a file name ending in .npz or .csv"),
+    (["make-data", "--nu", "0.02", "--out", "{tmp}/obs.txt"], "unknown data format '.txt'"),
+    (["make-data", "--nu", "0.02", "--seed", "-1", "--out", "{tmp}/o.npz"], "argument --seed: must be an integer"),
+    (["predict", "--run", "{tmp}", "--points", "{tmp}/p.npz", "--out", "{tmp}/p.npz"], "is the --points file"),
+    (["infer", "--out", "{tmp}/file/run", "--steps", "2", "--width", "4", "--quiet"], "Not a directory"),
+])
+def test_more_one_line_errors(argv, message, tmp_path, capsys):
+    (tmp_path / "file").write_text("x")
+    code, _, err = _run([a.replace("{tmp}", str(tmp_path)) for a in argv], capsys)
+    assert code == 2 and message in err and len(err.strip().splitlines()) <= 2 and "Traceback" not in err
+
+
+def test_ctrl_c_while_loading_is_one_line(tmp_path, monkeypatch, capsys):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("pinnfast.cli.load_observations", interrupted)
+    code, _, err = _run(["infer", "--out", str(tmp_path / "run")], capsys)
+    assert code == INTERRUPTED and err.strip() == "pinnfast: interrupted"
+
+
+def test_pinnfast_imports_without_plotting_progress_or_triton():
+    """The GPU machine may lack matplotlib and tqdm: importing the package (the GPU report does) needs neither."""
+    import subprocess
+    import sys
+    code = ("import sys\nfor m in ('matplotlib', 'tqdm', 'triton'): sys.modules[m] = None\n"
+            "import pinnfast, pinnfast.cli, pinnfast.evaluate\nprint('ok')")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr

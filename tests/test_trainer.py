@@ -7,7 +7,7 @@ import torch
 
 import pinnfast as pf
 from pinnfast.cli import main
-from helpers import RECOVERY_CASES
+from helpers import SHIPPED_NU
 from pinnfast.runfolder import CHECKPOINT, METRICS_CSV
 
 SMALL = dict(width=8, depth=1, n_collocation=32, batch_size=16, checkpoint_every=10, nu_warmup=5, average_last=10)
@@ -80,11 +80,10 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypatch, ca
 def test_short_run_moves_nu_towards_the_truth(tmp_path):
     """The shipped example (ν = 0.02): from ν_init = 0.05 (150 % off), 800 default M4 steps get within 30 %
     (ν averaged over the last 50 steps)."""
-    nu_true, nu_init = RECOVERY_CASES["short run on the shipped example"]
     observations = pf.load_observations(pf.data.default_data_path())
-    config = pf.TrainConfig(steps=800, nu_init=nu_init, average_last=50)
+    config = pf.TrainConfig(steps=800, nu_init=0.05, average_last=50)
     result = pf.Trainer(observations, config, tmp_path, "cpu").run(progress=False)
-    assert abs(result["nu"] - nu_true) / nu_true < 0.30, result["nu"]
+    assert abs(result["nu"] - SHIPPED_NU) / SHIPPED_NU < 0.30, result["nu"]
 
 
 def test_existing_run_is_not_overwritten(tmp_path, capsys):
