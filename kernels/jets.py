@@ -12,13 +12,17 @@ every gate layer instead of being kept live (fewer registers), and nothing but t
 a fused backward can recompute the forward of any tile the same way.
 """
 import os
+import weakref
 
 import torch
 import triton
 import triton.language as tl
+from triton.runtime.errors import OutOfResources
 
 from pinnfast.errors import PinnfastError
 from pinnfast.models import MLP, ModifiedMLP
+
+from .launch_table import LAUNCH_TABLE
 
 
 @triton.jit
@@ -176,7 +180,26 @@ def mlp_jets_kernel(
 PRECISIONS = ("ieee", "tf32x3", "tf32")
 DEFAULT_PRECISION = "tf32x3"  # fp32-level accuracy at tensor-core speed (BASELINES.md); "ieee" for plain fp32
 MAX_WIDTH, MAX_IN_DIM, MAX_OUT_DIM = 128, 4, 4
-DEFAULT_BLOCK = 16
+BLOCKS = (16, 32, 64)  # points per program: tl.dot needs at least 16 rows
+
+
+def launch_key(meta, burgers, precision):
+    return (meta["MODIFIED"], burgers, meta["WP"], meta["NSP"], meta["NOP"], meta["IN_DIM"], meta["OUT_DIM"],
+            precision)
+
+
+def launch_config(meta, burgers, precision):
+    """(tile, warps) for a configuration, from the table that benchmarks/sm90_static.py --search wrote: the
+    measured-best entry, else the table's entry for the same network with the most derivative channels (a
+    superset of the work), else 16 points × (8 warps from width 64, else 4)."""
+    key = launch_key(meta, burgers, precision)
+    if key in LAUNCH_TABLE:
+        return LAUNCH_TABLE[key]
+    similar = [k for k in LAUNCH_TABLE if (k[0], k[1], k[2], k[7]) == (key[0], key[1], key[2], key[7])
+               and k[3] >= key[3] and k[4] >= key[4]]
+    if similar:
+        return LAUNCH_TABLE[min(similar, key=lambda k: (k[3] + k[4], k))]
+    return 16, 8 if meta["WP"] >= 64 else 4
 
 
 def _pow2(n, at_least=1):
@@ -198,6 +221,8 @@ def check_supported(model, x, precision):
                             "or use backend='torch'")
     if any(p.device != x.device for p in model.parameters()):
         raise PinnfastError(f"the model's parameters and the points must be on one device; points are on {x.device}")
+    if x.dim() != 2 or x.shape[1] != model.in_dim:
+        raise PinnfastError(f"points must have shape (N, {model.in_dim}), got {tuple(x.shape)}")
     if x.dtype != torch.float32 or any(p.dtype != torch.float32 for p in model.parameters()):
         raise PinnfastError("the triton backend computes in float32: pass a float32 model and float32 points")
     if model.width > MAX_WIDTH or model.in_dim > MAX_IN_DIM or model.out_dim > MAX_OUT_DIM:
@@ -206,6 +231,21 @@ def check_supported(model, x, precision):
                             f"out_dim {model.out_dim}")
     if precision not in PRECISIONS:
         raise PinnfastError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
+
+
+def packed_weights(model, spec, device):
+    """:func:`pack_weights`, cached per model, spec, device and parameter versions: a training step packs once per
+    optimiser step, and a call with unchanged weights neither packs nor copies anything to the device."""
+    key = (spec, torch.device(device), tuple(p._version for p in model.parameters()),
+           tuple(p.data_ptr() for p in model.parameters()), model.in_scale._version, model.in_shift._version)
+    cached = _PACKED.get(model)
+    if cached is None or cached[0] != key:
+        with torch.no_grad():
+            cached = _PACKED[model] = (key, pack_weights(model, spec, device))
+    return cached[1]
+
+
+_PACKED = weakref.WeakKeyDictionary()  # model → (key, packed weights) of its last launch
 
 
 def pack_weights(model, spec, device):
@@ -247,15 +287,29 @@ def pack_weights(model, spec, device):
     )
 
 
-def launch(model, x, spec, out, nu, burgers, precision, block):
-    """Run the kernel over every tile of ``x`` into ``out`` (jets layout, or (N, 4) for Burgers)."""
-    with torch.no_grad():
-        packed = pack_weights(model, spec, x.device)
+def launch(model, x, spec, out, nu, burgers, precision, block=None):
+    """Run the kernel over every tile of ``x`` into ``out`` (jets layout, or (N, 4) for Burgers); tile and warps
+    from the launch table unless ``block`` is given."""
+    if block is not None and block not in BLOCKS:
+        raise PinnfastError(f"block must be one of {', '.join(map(str, BLOCKS))} points, got {block!r}")
+    if x.shape[0] == 0:
+        return out
+    packed = packed_weights(model, spec, x.device)
     meta = packed["meta"]
-    grid = (triton.cdiv(x.shape[0], block),)
-    mlp_jets_kernel[grid](x.contiguous(), *packed["tensors"], nu, out, x.shape[0], **meta, BURGERS=burgers,
-                          B=block, PRECISION=precision, num_warps=4 if meta["WP"] <= 64 else 8)
-    return out
+    best_block, warps = launch_config(meta, burgers, precision)
+    block = block or best_block
+    while True:
+        try:
+            mlp_jets_kernel[(triton.cdiv(x.shape[0], block),)](
+                x.contiguous(), *packed["tensors"], nu, out, x.shape[0], **meta, BURGERS=burgers, B=block,
+                PRECISION=precision, num_warps=warps)
+            return out
+        except OutOfResources as exc:  # shared memory grows with tile, width and channels: halve the tile
+            if block == BLOCKS[0]:
+                raise PinnfastError(f"the triton kernel does not fit this GPU at width {model.width} with "
+                                    f"{spec.n_outputs - 1} derivative channels even with {block}-point tiles "
+                                    f"({exc}); use fewer channels, a smaller width or backend='torch'") from None
+            block //= 2
 
 
 class TritonJets(torch.autograd.Function):
@@ -287,13 +341,13 @@ class TritonJets(torch.autograd.Function):
         return (grad_x, None, None, None, None, *grads)
 
 
-def triton_jets(model, x, spec, precision=DEFAULT_PRECISION, block=DEFAULT_BLOCK):
+def triton_jets(model, x, spec, precision=DEFAULT_PRECISION, block=None):
     """``taylor_jets(..., backend="triton")``: jets in the public layout ``(C, N, out_dim)``, float32."""
     check_supported(model, x, precision)
     return TritonJets.apply(x, model, spec, precision, block, *model.parameters())
 
 
-def burgers_fields(model, x, nu, precision=DEFAULT_PRECISION, block=DEFAULT_BLOCK, out=None):
+def burgers_fields(model, x, nu, precision=DEFAULT_PRECISION, block=None, out=None):
     """Fused Burgers: ``(N, 4)`` = (u, v, r_u, r_v) for points (x, y, t), in one launch, without autograd."""
     from pinnfast.burgers import FIRST, SECOND
     from pinnfast.jets import JetSpec
@@ -303,5 +357,11 @@ def burgers_fields(model, x, nu, precision=DEFAULT_PRECISION, block=DEFAULT_BLOC
         raise PinnfastError(f"Burgers needs a model (x, y, t) -> (u, v); got in_dim {model.in_dim}, "
                             f"out_dim {model.out_dim}")
     nu = torch.as_tensor(nu, dtype=torch.float32, device=x.device).detach().reshape(1)
-    out = torch.empty(x.shape[0], 4, dtype=torch.float32, device=x.device) if out is None else out
+    if out is None:
+        out = torch.empty(x.shape[0], 4, dtype=torch.float32, device=x.device)
+    elif (out.shape != (x.shape[0], 4) or out.dtype != torch.float32 or out.device != x.device
+          or not out.is_contiguous()):
+        raise PinnfastError(f"out must be a contiguous float32 tensor of shape ({x.shape[0]}, 4) on {x.device}; got "
+                            f"{'a non-contiguous ' if not out.is_contiguous() else ''}{out.dtype} "
+                            f"{tuple(out.shape)} on {out.device}")
     return launch(model, x, JetSpec(FIRST, SECOND), out, nu, True, precision, block)

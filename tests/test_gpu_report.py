@@ -1,9 +1,12 @@
 """The GPU report script stays runnable: a smoke run of its whole logic on the CPU interpreter, tiny sizes."""
+import importlib.util
 import json
 import os
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_report.py"
 
@@ -16,8 +19,30 @@ def test_gpu_report_smoke_run(tmp_path):
     rows = json.loads((tmp_path / "gpu_report.json").read_text())
     assert not [r for r in rows if r["kind"] == "error"], rows
     checks = [r for r in rows if r["kind"] == "check"]
-    assert checks and all(r["meets_fp32_tolerance"] and not r["unwritten"] for r in checks)
+    assert checks and all(r["meets_fp32_tolerance"] and r["passed"] and not r["unwritten"] for r in checks)
     impls = {r["impl"] for r in rows if r["kind"] == "residual_eval" and "ms" in r}
     assert {"triton_ieee", "triton_tf32x3", "triton_tf32", "torch_taylor_eager", "torch_eager_autograd"} <= impls
     assert [r for r in rows if r["kind"] == "stream" and r["finite"]]
     assert result.stdout.rstrip().splitlines()[-1].startswith("streamed N=")
+
+
+def test_a_wrong_kernel_fails_the_report_and_keeps_the_json(tmp_path, monkeypatch, capsys):
+    """--quick checks correctness only; a kernel that writes wrong values makes the report exit 1 with the rows."""
+    spec = importlib.util.spec_from_file_location("gpu_report", SCRIPT)
+    report = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(report)
+    original = report.kernel.launch
+
+    def wrong(model, x, spec, out, *args, **kwargs):
+        return original(model, x, spec, out, *args, **kwargs).mul_(1.5)
+
+    monkeypatch.setattr(report.kernel, "launch", wrong)
+    monkeypatch.setenv("OUT", str(tmp_path))
+    monkeypatch.setattr(sys, "argv", ["gpu_report.py", "--smoke", "--quick"])
+    with pytest.raises(SystemExit) as stop:
+        report.main()
+    assert stop.value.code == 1
+    rows = json.loads((tmp_path / "gpu_report.json").read_text())
+    checks = [r for r in rows if r["kind"] == "check"]
+    assert checks and not any(r["passed"] for r in checks)
+    assert not [r for r in rows if r["kind"] == "residual_eval"]  # --quick: no timings

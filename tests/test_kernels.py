@@ -109,3 +109,73 @@ def test_unsupported_inputs(model, x, message):
 def test_unknown_precision():
     with pytest.raises(pf.PinnfastError, match="unknown precision 'fp16'"):
         pf.taylor_jets(pf.MLP(3, 2, 16, 1), torch.rand(4, 3), backend="triton", precision="fp16")
+
+
+@pytest.mark.parametrize("width,n_points", [(5, 5), (20, 32), (32, 16), (12, 0)])
+def test_small_and_padded_widths_and_tile_edges(width, n_points, rng):
+    """Widths below 16 and padded to 32, N below the tile, an exact multiple of it, and N = 0."""
+    model = random_model(pf.ModifiedMLP, 4, 2, width, 2, True, rng, dtype=torch.float32)
+    spec = JetSpec((0, 1, 2, 3), (0, 1, 2, 3))  # channel groups of four directions
+    x = random_points(model, n_points, rng, dtype=torch.float32)
+    expected = pf.taylor_jets(model.double(), x.double(), spec.first, spec.second, backend="autograd")
+    model.float()
+    out = torch.full((spec.n_outputs, n_points, 2), float("nan"))
+    kernel.launch(model, x, spec, out, out.new_zeros(1), False, "ieee", 16)
+    assert not out.isnan().any()
+    if n_points:
+        _check_channels(out, expected, spec)
+
+
+def test_weights_are_packed_once_per_parameter_version(rng, monkeypatch):
+    model = random_model(pf.ModifiedMLP, 3, 2, 16, 1, False, rng, dtype=torch.float32)
+    x = random_points(model, 20, rng, dtype=torch.float32)
+    calls = []
+    original = kernel.pack_weights
+    monkeypatch.setattr(kernel, "pack_weights", lambda *a: calls.append(1) or original(*a))
+    first = pf.taylor_jets(model, x, backend="triton")
+    assert torch.equal(pf.taylor_jets(model, x, backend="triton"), first) and len(calls) == 1
+    with torch.no_grad():
+        model.output.bias.add_(1.0)  # an optimiser step changes the weights in place
+    moved = pf.taylor_jets(model, x, backend="triton")
+    assert len(calls) == 2 and torch.allclose(moved[0], first[0] + 1.0)
+
+
+def test_backward_refuses_weights_changed_in_place(rng):
+    model = random_model(pf.MLP, 3, 2, 16, 1, False, rng, dtype=torch.float32)
+    jets = pf.taylor_jets(model, random_points(model, 20, rng, dtype=torch.float32), backend="triton")
+    with torch.no_grad():
+        model.output.weight.mul_(2.0)
+    with pytest.raises(RuntimeError, match="modified in place between the jets and their backward"):
+        jets.sum().backward()
+
+
+def test_gradients_without_input_grad(rng):
+    """x that does not require grad: only the parameters get gradients, equal to the torch path's."""
+    model = random_model(pf.ModifiedMLP, 3, 2, 16, 2, True, rng, dtype=torch.float32)
+    x = random_points(model, 20, rng, dtype=torch.float32)
+    grads = [torch.autograd.grad(pf.taylor_jets(model, x, backend=b).square().sum(), list(model.parameters()))
+             for b in ("torch", "triton")]
+    for g_triton, g_torch in zip(*grads[::-1]):
+        assert relative_error(g_triton, g_torch) <= 1e-5
+    assert x.grad is None
+
+
+@pytest.mark.parametrize("call,message", [
+    (lambda m: kernel.burgers_fields(m, torch.rand(4, 2), 0.1), r"points must have shape \(N, 3\)"),
+    (lambda m: kernel.burgers_fields(m, torch.rand(4, 3), 0.1, out=torch.empty(4, 3)), r"shape \(4, 4\)"),
+    (lambda m: kernel.burgers_fields(m, torch.rand(4, 3), 0.1, out=torch.empty(4, 4, dtype=torch.float64)),
+     "contiguous float32"),
+    (lambda m: kernel.burgers_fields(m, torch.rand(4, 3), 0.1, out=torch.empty(4, 8)[:, ::2]), "non-contiguous"),
+    (lambda m: kernel.burgers_fields(m, torch.rand(4, 3), 0.1, block=24), "block must be one of 16, 32, 64"),
+])
+def test_bad_launch_arguments(call, message):
+    with pytest.raises(pf.PinnfastError, match=message):
+        call(pf.ModifiedMLP(3, 2, 16, 1))
+
+
+def test_launch_config_comes_from_the_table(monkeypatch):
+    meta = kernel.pack_weights(pf.ModifiedMLP(3, 2, 64, 4), JetSpec(FIRST, SECOND), "cpu")["meta"]
+    monkeypatch.setitem(kernel.LAUNCH_TABLE, kernel.launch_key(meta, True, "tf32x3"), (32, 4))
+    assert kernel.launch_config(meta, True, "tf32x3") == (32, 4)
+    fewer = kernel.pack_weights(pf.ModifiedMLP(3, 2, 64, 4), JetSpec((2,), (0,)), "cpu")["meta"]  # NSP 1, NOP 1
+    assert kernel.launch_config(fewer, True, "tf32x3") == (32, 4)  # a superset's entry

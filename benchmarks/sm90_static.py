@@ -1,0 +1,167 @@
+"""What an H100 (sm_90a) makes of every kernel configuration pinnfast launches, seen from a machine without a GPU.
+
+    python3 benchmarks/sm90_static.py                 # the table for every default configuration, JSON to $OUT
+    python3 benchmarks/sm90_static.py --search        # also try tiles × warps and rewrite kernels/launch_table.py
+
+Triton's wheel ships ptxas and cuobjdump, so registers per thread, bytes spilled to local memory, shared memory and
+the tensor-core mix (HGMMA = Hopper wgmma, HMMA = mma.sync, FFMA = fp32 FMA) are known at compile time. Spills are
+what makes a fused kernel slow on the GPU (a few hundred bytes cost 2–5×, thousands 10–300×), so the launcher takes
+its tile and warps per configuration from the table that ``--search`` writes, never from a guess.
+
+Configurations: the jets kernel for the derivative sets of Burgers (x, y, t; xx, yy), Helmholtz (xx, yy) and the
+Klein–Gordon initial condition (t), and the fused Burgers kernel; MLP and ModifiedMLP; padded widths 16, 32, 64,
+128 (W = 16, 32, 64, 100, 128); every precision. Depth is a loop of identical layers: one depth (4) stands for 1–8,
+and ``--depths`` checks that claim by compiling depths 1–8 of one configuration.
+"""
+import argparse
+import collections
+import dataclasses
+import json
+import os
+import pprint
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+import triton
+from triton.backends.compiler import GPUTarget
+from triton.compiler import ASTSource
+
+from pinnfast.kernels import jets as kernel
+
+BIN = Path(triton.__file__).parent / "backends" / "nvidia" / "bin"
+H100_SHARED_BYTES = 227 * 1024  # per block; more does not launch (OutOfResources)
+PADDED_WIDTHS = (16, 32, 64, 128)  # W = 16, 32, 64, 100 → 128, 128
+CANDIDATES = ((16, 4), (16, 8), (32, 8), (32, 4))  # (tile, warps), in order of preference at zero spill
+# (name, in_dim, out_dim, first, second, fused Burgers)
+KERNELS = (("burgers_fields", 3, 2, (0, 1, 2), (0, 1), True), ("jets_burgers", 3, 2, (0, 1, 2), (0, 1), False),
+           ("jets_helmholtz", 2, 1, (), (0, 1), False), ("jets_kg_initial", 2, 1, (1,), (), False))
+TABLE_FILE = Path(__file__).resolve().parents[1] / "kernels" / "launch_table.py"
+
+
+@dataclasses.dataclass
+class Compiled:
+    registers: int
+    spill_bytes: int
+    shared_bytes: int
+    sass: collections.Counter
+
+    @property
+    def fits(self):
+        return self.spill_bytes == 0 and self.shared_bytes <= H100_SHARED_BYTES
+
+
+def compile_sm90(constexprs, num_warps):
+    """Compile ``mlp_jets_kernel`` with these constexprs for sm_90a; registers, spills, shared memory, SASS mix."""
+    names = list(kernel.mlp_jets_kernel.arg_names)
+    signature = {name: "constexpr" if name in constexprs else
+                 ("i32" if name == "N" else "*i32" if name.startswith(("dirs_", "map_")) else "*fp32")
+                 for name in names}
+    source = ASTSource(fn=kernel.mlp_jets_kernel, signature=signature,
+                       constexprs={(names.index(k),): v for k, v in constexprs.items()})
+    compiled = triton.compile(source, target=GPUTarget("cuda", 90, 32), options={"num_warps": num_warps})
+    with tempfile.TemporaryDirectory() as tmp:
+        ptx, cubin = Path(tmp) / "k.ptx", Path(tmp) / "k.cubin"
+        ptx.write_text(compiled.asm["ptx"])
+        cubin.write_bytes(compiled.asm["cubin"])
+        info = subprocess.run([BIN / "ptxas", "-arch=sm_90a", "-v", ptx, "-o", Path(tmp) / "check.cubin"],
+                              capture_output=True, text=True).stderr
+        sass = subprocess.run([BIN / "cuobjdump", "-sass", cubin], capture_output=True, text=True).stdout
+    registers = re.search(r"Used (\d+) registers", info)
+    spills = re.search(r"(\d+) bytes spill stores", info)
+    ops = collections.Counter(m.group(1) for m in re.finditer(
+        r"^\s+/\*[0-9a-f]{4,}\*/\s+(?:@!?U?P\w+\s+)?([A-Z0-9_]+)", sass, re.MULTILINE))
+    return Compiled(int(registers.group(1)) if registers else -1, int(spills.group(1)) if spills else 0,
+                    compiled.metadata.shared, ops)
+
+
+def configurations(precisions=kernel.PRECISIONS, widths=PADDED_WIDTHS, depth=4):
+    """Every (label, constexprs) the package launches by default, with the launcher's own tile and warps."""
+    from pinnfast.jets import JetSpec
+    from pinnfast.models import MLP, ModifiedMLP
+
+    for name, in_dim, out_dim, first, second, burgers in KERNELS:
+        for model_class in (ModifiedMLP, MLP):
+            for wp in widths:
+                model = model_class(in_dim, out_dim, wp, depth)
+                meta = kernel.pack_weights(model, JetSpec(first, second), "cpu")["meta"]
+                for precision in precisions:
+                    block, warps = kernel.launch_config(meta, burgers, precision)
+                    label = dict(kernel=name, model=model_class.__name__, WP=wp, precision=precision)
+                    yield label, dict(meta, BURGERS=burgers, PRECISION=precision), block, warps
+
+
+def table_key(constexprs):
+    return kernel.launch_key(constexprs, constexprs["BURGERS"], constexprs["PRECISION"])
+
+
+def search(constexprs):
+    """The first zero-spill (tile, warps) that fits in shared memory, else the one that spills least."""
+    tried = []
+    for block, warps in CANDIDATES:
+        result = compile_sm90(dict(constexprs, B=block), warps)
+        tried.append((result.spill_bytes + (10 ** 9 if result.shared_bytes > H100_SHARED_BYTES else 0), block, warps))
+        if result.fits:
+            break
+    return min(tried)[1:]
+
+
+def write_table(table):
+    lines = ['"""Tile and warps per kernel configuration, chosen by `python3 benchmarks/sm90_static.py --search`',
+             "from what ptxas makes of each for an H100 (sm_90a): the first of (16, 4), (16, 8), (32, 8), (32, 4)",
+             'that spills nothing and fits in shared memory, else the one that spills least. Generated: do not edit."""',
+             "# (MODIFIED, BURGERS, WP, NSP, NOP, PRECISION): (tile, warps)",
+             "LAUNCH_TABLE = " + pprint.pformat(dict(sorted(table.items())), width=118, compact=True), ""]
+    TABLE_FILE.write_text("\n".join(lines))
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--search", action="store_true", help="try tiles × warps and rewrite kernels/launch_table.py")
+    parser.add_argument("--depths", action="store_true", help="also compile depths 1–8 of the W=64 Burgers kernel")
+    parser.add_argument("--precisions", default=",".join(kernel.PRECISIONS), help="comma-separated subset")
+    args = parser.parse_args()
+    precisions = tuple(args.precisions.split(","))
+    rows, started = [], time.perf_counter()
+    if args.search:
+        table = dict(getattr(kernel, "LAUNCH_TABLE", {}))
+        for _, constexprs, _, _ in configurations(precisions):
+            table[table_key(constexprs)] = search(constexprs)
+            print("searched", table_key(constexprs), "->", table[table_key(constexprs)], flush=True)
+        write_table(table)
+        kernel.LAUNCH_TABLE.clear()
+        kernel.LAUNCH_TABLE.update(table)
+    for label, constexprs, block, warps in configurations(precisions):
+        result = compile_sm90(dict(constexprs, B=block), warps)
+        rows.append(dict(label, tile=block, warps=warps, registers=result.registers, spill_bytes=result.spill_bytes,
+                         shared_bytes=result.shared_bytes, **{op: result.sass[op] for op in ("HGMMA", "HMMA", "FFMA")}))
+        print(json.dumps(rows[-1]), flush=True)
+    if args.depths:
+        label, constexprs, block, warps = next(c for c in configurations(("tf32x3",), (64,)))
+        for depth in range(1, 9):
+            result = compile_sm90(dict(constexprs, DEPTH=depth, B=block), warps)
+            rows.append(dict(label, DEPTH=depth, tile=block, warps=warps, registers=result.registers,
+                             spill_bytes=result.spill_bytes, shared_bytes=result.shared_bytes,
+                             **{op: result.sass[op] for op in ("HGMMA", "HMMA", "FFMA")}))
+            print(json.dumps(rows[-1]), flush=True)
+    out = Path(os.environ.get("OUT", "."))
+    (out / "sm90_static.json").write_text(json.dumps(rows, indent=1))
+    print(f"\n== sm_90a static report: {len(rows)} compiles in {time.perf_counter() - started:.0f} s ==")
+    print("| kernel | model | WP | precision | depth | tile × warps | regs | spill B | smem KB | HGMMA | HMMA | FFMA |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['kernel']} | {r['model']} | {r['WP']} | {r['precision']} | {r.get('DEPTH', 4)} | "
+              f"{r['tile']} × {r['warps']} | {r['registers']} | {r['spill_bytes']} | {r['shared_bytes'] / 1024:.0f} | "
+              f"{r['HGMMA']} | {r['HMMA']} | {r['FFMA']} |")
+    worst = max(r["spill_bytes"] for r in rows)
+    print(f"worst spill: {worst} B; over shared memory: {sum(r['shared_bytes'] > H100_SHARED_BYTES for r in rows)}")
+    sys.exit(0 if worst == 0 else 1)
+
+
+if __name__ == "__main__":
+    torch.set_num_threads(1)
+    main()
