@@ -15,6 +15,7 @@ and ``--depths`` checks that claim by compiling depths 1–8 of one configuratio
 """
 import argparse
 import collections
+import concurrent.futures
 import dataclasses
 import json
 import os
@@ -36,7 +37,8 @@ from pinnfast.kernels import jets as kernel
 BIN = Path(triton.__file__).parent / "backends" / "nvidia" / "bin"
 H100_SHARED_BYTES = 227 * 1024  # per block; more does not launch (OutOfResources)
 PADDED_WIDTHS = (16, 32, 64, 128)  # W = 16, 32, 64, 100 → 128, 128
-CANDIDATES = ((16, 4), (16, 8), (32, 8), (32, 4))  # (tile, warps), in order of preference at zero spill
+# (tile, warps) in order of preference at zero spill: fewest instructions per point first (M3 Burgers, depth 4)
+CANDIDATES = ((16, 4), (32, 4), (16, 8), (8, 8), (8, 4), (4, 8))
 # (name, in_dim, out_dim, first, second, fused Burgers)
 KERNELS = (("burgers_fields", 3, 2, (0, 1, 2), (0, 1), True), ("jets_burgers", 3, 2, (0, 1, 2), (0, 1), False),
            ("jets_helmholtz", 2, 1, (), (0, 1), False), ("jets_kg_initial", 2, 1, (1,), (), False))
@@ -63,7 +65,8 @@ def compile_sm90(constexprs, num_warps):
                  for name in names}
     source = ASTSource(fn=kernel.mlp_jets_kernel, signature=signature,
                        constexprs={(names.index(k),): v for k, v in constexprs.items()})
-    compiled = triton.compile(source, target=GPUTarget("cuda", 90, 32), options={"num_warps": num_warps})
+    compiled = triton.compile(source, target=GPUTarget("cuda", 90, 32),
+                              options={"num_warps": num_warps, "num_stages": 1})  # as the launcher
     with tempfile.TemporaryDirectory() as tmp:
         ptx, cubin = Path(tmp) / "k.ptx", Path(tmp) / "k.cubin"
         ptx.write_text(compiled.asm["ptx"])
@@ -100,21 +103,35 @@ def table_key(constexprs):
 
 
 def search(constexprs):
-    """The first zero-spill (tile, warps) that fits in shared memory, else the one that spills least."""
+    """The first zero-spill (tile, warps) that fits in shared memory, else the one that spills least; with its
+    compile result."""
     tried = []
     for block, warps in CANDIDATES:
         result = compile_sm90(dict(constexprs, B=block), warps)
-        tried.append((result.spill_bytes + (10 ** 9 if result.shared_bytes > H100_SHARED_BYTES else 0), block, warps))
+        tried.append((result.spill_bytes + (10 ** 9 if result.shared_bytes > H100_SHARED_BYTES else 0),
+                      len(tried), block, warps, result))
         if result.fits:
             break
-    return min(tried)[1:]
+    return min(tried)[2:]
+
+
+def report(job):
+    """One table row: compile the configuration with the launcher's tile and warps, or search for them."""
+    label, constexprs, block, warps, searching = job
+    if searching:
+        block, warps, result = search(constexprs)
+    else:
+        result = compile_sm90(dict(constexprs, B=block), warps)
+    return dict(label, DEPTH=constexprs["DEPTH"], tile=block, warps=warps, key=table_key(constexprs),
+                registers=result.registers, spill_bytes=result.spill_bytes, shared_bytes=result.shared_bytes,
+                **{op: result.sass[op] for op in ("HGMMA", "HMMA", "FFMA")})
 
 
 def write_table(table):
     lines = ['"""Tile and warps per kernel configuration, chosen by `python3 benchmarks/sm90_static.py --search`',
-             "from what ptxas makes of each for an H100 (sm_90a): the first of (16, 4), (16, 8), (32, 8), (32, 4)",
+             f"from what ptxas makes of each for an H100 (sm_90a): the first of {', '.join(map(str, CANDIDATES))}",
              'that spills nothing and fits in shared memory, else the one that spills least. Generated: do not edit."""',
-             "# (MODIFIED, BURGERS, WP, NSP, NOP, PRECISION): (tile, warps)",
+             "# (MODIFIED, BURGERS, WP, NSP, NOP, IN_DIM, OUT_DIM, PRECISION): (tile, warps)",
              "LAUNCH_TABLE = " + pprint.pformat(dict(sorted(table.items())), width=118, compact=True), ""]
     TABLE_FILE.write_text("\n".join(lines))
 
@@ -124,37 +141,30 @@ def main():
     parser.add_argument("--search", action="store_true", help="try tiles × warps and rewrite kernels/launch_table.py")
     parser.add_argument("--depths", action="store_true", help="also compile depths 1–8 of the W=64 Burgers kernel")
     parser.add_argument("--precisions", default=",".join(kernel.PRECISIONS), help="comma-separated subset")
+    parser.add_argument("--workers", type=int, default=os.cpu_count(), help="compiles side by side")
     args = parser.parse_args()
     precisions = tuple(args.precisions.split(","))
-    rows, started = [], time.perf_counter()
-    if args.search:
-        table = dict(getattr(kernel, "LAUNCH_TABLE", {}))
-        for _, constexprs, _, _ in configurations(precisions):
-            table[table_key(constexprs)] = search(constexprs)
-            print("searched", table_key(constexprs), "->", table[table_key(constexprs)], flush=True)
-        write_table(table)
-        kernel.LAUNCH_TABLE.clear()
-        kernel.LAUNCH_TABLE.update(table)
-    for label, constexprs, block, warps in configurations(precisions):
-        result = compile_sm90(dict(constexprs, B=block), warps)
-        rows.append(dict(label, tile=block, warps=warps, registers=result.registers, spill_bytes=result.spill_bytes,
-                         shared_bytes=result.shared_bytes, **{op: result.sass[op] for op in ("HGMMA", "HMMA", "FFMA")}))
-        print(json.dumps(rows[-1]), flush=True)
+    jobs = [(*config, args.search) for config in configurations(precisions)]
     if args.depths:
-        label, constexprs, block, warps = next(c for c in configurations(("tf32x3",), (64,)))
-        for depth in range(1, 9):
-            result = compile_sm90(dict(constexprs, DEPTH=depth, B=block), warps)
-            rows.append(dict(label, DEPTH=depth, tile=block, warps=warps, registers=result.registers,
-                             spill_bytes=result.spill_bytes, shared_bytes=result.shared_bytes,
-                             **{op: result.sass[op] for op in ("HGMMA", "HMMA", "FFMA")}))
-            print(json.dumps(rows[-1]), flush=True)
+        label, constexprs, block, warps = next(configurations(("tf32x3",), (64,)))
+        jobs += [(label, dict(constexprs, DEPTH=depth), block, warps, False) for depth in range(1, 9)]
+    started = time.perf_counter()
+    with concurrent.futures.ProcessPoolExecutor(args.workers) as pool:
+        rows = []
+        for row in pool.map(report, jobs):
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+    if args.search:
+        table = dict(kernel.LAUNCH_TABLE)
+        table.update({tuple(r["key"]): (r["tile"], r["warps"]) for r in rows})
+        write_table(table)
     out = Path(os.environ.get("OUT", "."))
     (out / "sm90_static.json").write_text(json.dumps(rows, indent=1))
-    print(f"\n== sm_90a static report: {len(rows)} compiles in {time.perf_counter() - started:.0f} s ==")
+    print(f"\n== sm_90a static report: {len(rows)} configurations in {time.perf_counter() - started:.0f} s ==")
     print("| kernel | model | WP | precision | depth | tile × warps | regs | spill B | smem KB | HGMMA | HMMA | FFMA |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['kernel']} | {r['model']} | {r['WP']} | {r['precision']} | {r.get('DEPTH', 4)} | "
+        print(f"| {r['kernel']} | {r['model']} | {r['WP']} | {r['precision']} | {r['DEPTH']} | "
               f"{r['tile']} × {r['warps']} | {r['registers']} | {r['spill_bytes']} | {r['shared_bytes'] / 1024:.0f} | "
               f"{r['HGMMA']} | {r['HMMA']} | {r['FFMA']} |")
     worst = max(r["spill_bytes"] for r in rows)

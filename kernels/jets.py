@@ -1,15 +1,29 @@
-"""Fused forward Taylor jets of MLP / ModifiedMLP: one program per tile of points, every layer in one launch.
+"""Fused forward Taylor jets of MLP / ModifiedMLP: one program per tile of points, every layer in one launch, and
+every layer ONE matrix product over all derivative channels (Hopper's wgmma from width 64).
 
-The jet of a layer is four register tiles (MATH.md rules, same as ``pinnfast.jets``):
-  ``val`` (B, WP)       the value
-  ``d_s`` (NSP, B, WP)  first derivatives along the *second-derivative* directions (the tanh rule needs them)
-  ``d_o`` (NOP, B, WP)  first derivatives along the remaining *first-only* directions
-  ``s_s`` (NSP, B, WP)  pure second derivatives, aligned with ``d_s``
-so the second-order rules are elementwise between aligned tiles. Channel groups are padded to a power of two and
-padded channels start at zero, which every rule keeps at zero. Widths are padded to ``WP`` (power of two, ≥ 16)
-with zero weights, so padded units stay at zero too. The encoders U and V are recomputed from the input tile at
-every gate layer instead of being kept live (fewer registers), and nothing but the inputs and the weights is read:
-a fused backward can recompute the forward of any tile the same way.
+Transposed, stacked jet. The jet of a tile of B points is one (WP, N) tensor: units along the rows and
+(channel slot, point) along the N = C·B columns. A layer is one product Zᵀ = Wᵀ Tᵀ with M = WP rows, so Hopper's
+wgmma applies whenever WP ≥ 64, whatever B is (WP = 32 compiles to mma.sync). The jet is the B operand (shared
+memory: its tf32 hi/lo halves are written there once per layer); Wᵀ is the A operand, which Triton keeps in
+registers after the tf32x3 hi/lo split: 16 rows × WP per warp, i.e. WP registers per thread for the two halves.
+That is cheap at WP = 64 and the reason WP = 128 still spills a little (8–116 B at 4–8 points, 8 warps).
+Tile and warps per configuration come from ``launch_table.py``, written by ``benchmarks/sm90_static.py --search``.
+``ieee`` products are plain FMAs: correct but several times slower than ``tf32x3`` on a GPU.
+
+Slots: C = 2H with H = pow2(1 + NSP + NOP). First half: value, d_s[0..NSP), d_o[0..NOP); second half: s_s[k] in
+the slot of its d_s[k] (slot H + 1 + k), the rest zero. Burgers: H = 4, (value, u_x, u_y, u_t | 0, u_xx, u_yy, 0).
+Column order (point_hi, half, slot_bits, point_lo, slot_bit0): in the wgmma accumulator a thread holds column bit 0
+and every column bit from 3 up, while bits 1-2 are lane bits. So all C slots of a (unit, point) sit in one thread:
+the tanh and gate rules, which mix a point's value, d_s and s_s, are register-only (no shuffles, no shared memory)
+and the per-(unit, point) work (tanh, the U and V terms) is done exactly once: nothing is recomputed across lanes
+or warps. The slot of each register is a compile-time constant, so the masks below fold away and padded slots
+cost no arithmetic.
+
+Fused Burgers (BURGERS) assumes the Burgers spec of ``burgers_fields``: second directions (x, y), first-only t.
+
+Rules on the tile (MATH.md): linear (bias on the value slot), tanh (value → h; d → g·z_i; s_s → g·(z_ii − 2h z_i²))
+and the gate H = U + Z ⊙ (V − U), with h_U, h_V per (unit, point) and the direction rows of W_U, W_V computed once
+and kept (U_i = g_U W_U[i], U_ii = −2 h_U g_U W_U[i]²).
 """
 import os
 import weakref
@@ -17,6 +31,7 @@ import weakref
 import torch
 import triton
 import triton.language as tl
+from triton.language.extra import libdevice
 from triton.runtime.errors import OutOfResources
 
 from pinnfast.errors import PinnfastError
@@ -25,100 +40,93 @@ from pinnfast.models import MLP, ModifiedMLP
 from .launch_table import LAUNCH_TABLE
 
 
+# The interpreter has no libdevice fast division: it takes the IEEE division (same formula, ≤ 2 ulp apart).
+INTERPRETED = tl.constexpr(os.environ.get("TRITON_INTERPRET", "0") == "1")
+POINT_LO = 4  # points on the lane bits of a column group: a tile is a multiple of 4 points
+
+
 @triton.jit
 def _tanh(z):
-    """tanh from exp, accurate to a few ulp: a series for |z| < 0.1 avoids the cancellation in 1 − e^(−2|z|)."""
+    """tanh from one exp2 and one approximate division (div.approx: MUFU.RCP and a multiply, 2 ulp; the divisor
+    1 + e^(−2|z|) lies in [1, 2]) instead of an IEEE division: a few ulp, with a series for |z| < 0.1 against the
+    cancellation in 1 − e^(−2|z|)."""
     a = tl.abs(z)
-    t = tl.exp(-2.0 * a)
+    t = tl.exp2(a * -2.8853900817779268)  # e^(−2|z|)
     z2 = z * z
     series = a * (1.0 + z2 * (-1.0 / 3.0 + z2 * (2.0 / 15.0 + z2 * (-17.0 / 315.0 + z2 * (62.0 / 2835.0)))))
-    magnitude = tl.where(a < 0.1, series, (1.0 - t) / (1.0 + t))
+    if INTERPRETED:
+        ratio = (1.0 - t) / (1.0 + t)
+    else:
+        ratio = libdevice.fast_dividef(1.0 - t, 1.0 + t)
+    magnitude = tl.where(a < 0.1, series, ratio)
     return tl.where(z < 0, -magnitude, magnitude)
 
 
 @triton.jit
-def _tanh_jet(val, d_s, d_o, s_s):
-    """h = tanh(z), g = 1 − h²: h_i = g z_i, h_ii = g z_ii − 2 h g z_i²."""
-    h = _tanh(val)
-    g = 1.0 - h * h
-    s_s = g[None, :, :] * s_s - 2.0 * (h * g)[None, :, :] * d_s * d_s
-    return h, g[None, :, :] * d_s, g[None, :, :] * d_o, s_s
-
-
-@triton.jit
-def _dot3(t, w, B: tl.constexpr, WP: tl.constexpr, PRECISION: tl.constexpr):
-    """A (G, B, WP) channel group times W (WP, WP): one matrix product over all G·B rows."""
-    G: tl.constexpr = t.shape[0]
-    flat = tl.reshape(t, (G * B, WP))
-    return tl.reshape(tl.dot(flat, w, input_precision=PRECISION), (G, B, WP))
-
-
-@triton.jit
-def _linear_jet(val, d_s, d_o, s_s, w_ptr, b_ptr, cols, B: tl.constexpr, WP: tl.constexpr,
-                PRECISION: tl.constexpr):
-    """z = h W + b: every channel shares W; only the value gets the bias."""
-    w = tl.load(w_ptr + cols[:, None] * WP + cols[None, :])
-    bias = tl.load(b_ptr + cols)
-    val = tl.dot(val, w, input_precision=PRECISION) + bias[None, :]
-    return (val, _dot3(d_s, w, B, WP, PRECISION), _dot3(d_o, w, B, WP, PRECISION),
-            _dot3(s_s, w, B, WP, PRECISION))
-
-
-@triton.jit
-def _gate_jet(u_val, u_ds, u_do, u_ss, v_val, v_ds, v_do, v_ss, z_val, z_ds, z_do, z_ss):
-    """H = U + Z ⊙ D, D = V − U: H_i = U_i + Z_i D + Z D_i, H_ii = U_ii + Z_ii D + 2 Z_i D_i + Z D_ii."""
-    d_val = v_val - u_val
-    d_ds = v_ds - u_ds
-    d_do = v_do - u_do
-    d_ss = v_ss - u_ss
-    zv = z_val[None, :, :]
-    dv = d_val[None, :, :]
-    val = u_val + z_val * d_val
-    ds = u_ds + z_ds * dv + zv * d_ds
-    do = u_do + z_do * dv + zv * d_do
-    ss = u_ss + z_ss * dv + 2.0 * z_ds * d_ds + zv * d_ss
-    return val, ds, do, ss
-
-
-@triton.jit
-def _input_tanh_jet(x_ptr, rows, row_mask, w_ptr, b_ptr, dirs_s_ptr, dirs_o_ptr, cols,
-                    IN_DIM: tl.constexpr, NSP: tl.constexpr, NOP: tl.constexpr, B: tl.constexpr,
-                    WP: tl.constexpr):
-    """tanh(x W' + b') with the input normalisation folded into W', b': z_i = W'[i, :], z_ii = 0."""
-    val = tl.zeros((B, WP), tl.float32) + tl.load(b_ptr + cols)[None, :]
+def _pre_activation(x_ptr, rows, row_mask, w_ptr, b_ptr, u, IN_DIM: tl.constexpr, WP: tl.constexpr):
+    """x W' + b' (input normalisation folded in) per (unit, point)."""
+    a = tl.load(b_ptr + u)
     for i in tl.static_range(IN_DIM):
         x_i = tl.load(x_ptr + rows * IN_DIM + i, mask=row_mask, other=0.0)
-        val += x_i[:, None] * tl.load(w_ptr + i * WP + cols)[None, :]
-    dir_s = tl.load(dirs_s_ptr + tl.arange(0, NSP))
-    dir_o = tl.load(dirs_o_ptr + tl.arange(0, NOP))
-    row_s = tl.load(w_ptr + tl.maximum(dir_s, 0)[:, None] * WP + cols[None, :], mask=(dir_s >= 0)[:, None], other=0.0)
-    row_o = tl.load(w_ptr + tl.maximum(dir_o, 0)[:, None] * WP + cols[None, :], mask=(dir_o >= 0)[:, None], other=0.0)
-    d_s = tl.zeros((NSP, B, WP), tl.float32) + row_s[:, None, :]
-    d_o = tl.zeros((NOP, B, WP), tl.float32) + row_o[:, None, :]
-    return _tanh_jet(val, d_s, d_o, tl.zeros((NSP, B, WP), tl.float32))
+        a = a + x_i * tl.load(w_ptr + i * WP + u)
+    return a
 
 
 @triton.jit
-def _output_jet(val, d_s, d_o, s_s, w_out_ptr, b_out_ptr, o, cols, WP: tl.constexpr):
-    """Output unit ``o`` of the linear output layer: (B,), (NSP, B), (NOP, B), (NSP, B)."""
-    w = tl.load(w_out_ptr + o * WP + cols)
-    return (tl.sum(val * w[None, :], axis=1) + tl.load(b_out_ptr + o), tl.sum(d_s * w[None, None, :], axis=2),
-            tl.sum(d_o * w[None, None, :], axis=2), tl.sum(s_s * w[None, None, :], axis=2))
+def _slot_rows(w_ptr, dir_slot, u, WP: tl.constexpr):
+    """W'[dir(slot), unit]: the input-layer derivative of each slot (zero for value and padded slots)."""
+    return tl.load(w_ptr + tl.maximum(dir_slot, 0) * WP + u, mask=dir_slot >= 0, other=0.0)
 
 
 @triton.jit
-def _store_group(out_ptr, channel_map_ptr, values, rows, row_mask, o, N, OUT_DIM: tl.constexpr,
-                 G: tl.constexpr):
-    """Store a (G, B) channel group of output unit ``o`` at its public channels (map < 0: not asked for)."""
-    channel = tl.load(channel_map_ptr + tl.arange(0, G))
-    offsets = channel.to(tl.int64)[:, None] * N * OUT_DIM + rows[None, :] * OUT_DIM + o
-    tl.store(out_ptr + offsets, values, mask=(channel >= 0)[:, None] & row_mask[None, :])
+def _round_tf32(x):
+    return tl.inline_asm_elementwise("cvt.rna.tf32.f32 $0, $1;", "=r,r", [x], dtype=tl.float32, is_pure=True, pack=1)
 
 
 @triton.jit
-def _pick(group, k):
-    """Channel ``k`` of a small (G, B) group."""
-    return tl.sum(tl.where(tl.arange(0, group.shape[0])[:, None] == k, group, 0.0), axis=0)
+def _linear(t, w_ptr, b_ptr, u, is_value, WP: tl.constexpr, N: tl.constexpr, PRECISION: tl.constexpr):
+    """Zᵀ = Wᵀ Tᵀ + [value] b: one (WP, WP) × (WP, N) product for every slot of the tile."""
+    units = tl.arange(0, WP)
+    w_t = tl.load(w_ptr + units[None, :] * WP + units[:, None])  # w_t[out, in] = W[in, out]
+    t2 = tl.reshape(t, (WP, N))
+    if PRECISION == "tf32":
+        if not INTERPRETED:
+            # Round both operands to tf32 in registers, as tf32x3 does for its halves: Wᵀ is M-major in memory
+            # (a tf32 wgmma reads A from shared memory only K-major) and the 6-D → 2-D reshape of the tile would
+            # otherwise be fed to shared memory as is; both fail to compile ("Illegal shared layout").
+            w_t = _round_tf32(w_t)
+            t2 = _round_tf32(t2)
+    z = tl.dot(w_t, t2, input_precision=PRECISION)
+    return tl.reshape(z, t.shape) + tl.where(is_value, tl.load(b_ptr + u), 0.0)
+
+
+@triton.jit
+def _value_and_partner(z, is_value, half):
+    """Per (unit, point): the value, and for every slot the first-half slot aligned with it (d_s of an s_s)."""
+    part = tl.sum(tl.where(half == 0, z, 0.0), axis=2, keep_dims=True)
+    val = tl.sum(tl.sum(tl.where(is_value, z, 0.0), axis=5, keep_dims=True), axis=3, keep_dims=True)
+    return tl.sum(val, axis=2, keep_dims=True), part
+
+
+@triton.jit
+def _activate(z, h_u, h_v, r_u, r_v, is_value, is_second, is_live, half, MODIFIED: tl.constexpr):
+    """tanh rule on the stacked pre-activation, then (M3) the gate H = U + Z ⊙ (V − U)."""
+    z_val, z_part = _value_and_partner(z, is_value, half)
+    h = _tanh(z_val)
+    g = 1.0 - h * h
+    t = tl.where(is_value, h, g * (z - tl.where(is_second, 2.0 * h * z_part * z_part, 0.0)))
+    if MODIFIED:
+        zp = g * z_part  # Z_i of the aligned d_s slot; Z = h
+        g_u = 1.0 - h_u * h_u
+        g_v = 1.0 - h_v * h_v
+        # first  U_i + Z D_i               = P r_u + Q r_v,    P = (1 − Z) g_u, Q = Z g_v
+        # second U_ii + Z D_ii + 2 Z_i D_i = r_u (−2 Z_i g_u − 2 P h_u r_u) + r_v (2 Z_i g_v − 2 Q h_v r_v)
+        p = (1.0 - h) * g_u
+        q = h * g_v
+        c_u = tl.where(is_second, -2.0 * (zp * g_u) + (-2.0 * (p * h_u)) * r_u, p)
+        c_v = tl.where(is_second, 2.0 * (zp * g_v) + (-2.0 * (q * h_v)) * r_v, q)
+        t = t * (h_v - h_u) + tl.where(is_value, h_u, r_u * c_u + r_v * c_v)
+    return tl.where(is_live, t, 0.0)
 
 
 @triton.jit
@@ -129,58 +137,98 @@ def mlp_jets_kernel(
     NSP: tl.constexpr, NOP: tl.constexpr, MODIFIED: tl.constexpr, BURGERS: tl.constexpr,
     B: tl.constexpr, PRECISION: tl.constexpr,
 ):
-    """Jets of a tile of B points through the whole network.
-
-    ``MODIFIED``: the paper's M3 (input layers U, V, H_1 packed in that order, DEPTH gate layers); otherwise the
-    plain MLP (one input layer, DEPTH tanh layers). ``BURGERS``: instead of the jets, write (u, v, r_u, r_v) per
-    point, with the directions ordered x, y (second) and t (first-only) and ν read from ``nu_ptr``.
-    """
-    rows = tl.program_id(0).to(tl.int64) * B + tl.arange(0, B)
+    """Jets of a tile of B points (B a multiple of 4) through the whole network, all channels in one operand."""
+    H: tl.constexpr = 4 if 1 + NSP + NOP <= 4 else (8 if 1 + NSP + NOP <= 8 else 16)
+    SB: tl.constexpr = H // 2
+    PH: tl.constexpr = B // 4
+    NC: tl.constexpr = 2 * H * B
+    # 6-D view (unit, point_hi, half, slot_bits, point_lo, slot_bit0)
+    u = tl.arange(0, WP)[:, None, None, None, None, None]
+    ph = tl.arange(0, PH)[None, :, None, None, None, None]
+    half = tl.arange(0, 2)[None, None, :, None, None, None]
+    sb = tl.arange(0, SB)[None, None, None, :, None, None]
+    pl = tl.arange(0, 4)[None, None, None, None, :, None]
+    sa = tl.arange(0, 2)[None, None, None, None, None, :]
+    j = sb * 2 + sa  # slot within its half
+    rows = tl.program_id(0).to(tl.int64) * B + ph * 4 + pl
     row_mask = rows < N
-    cols = tl.arange(0, WP)
+    is_value = (half == 0) & (j == 0)
+    is_ds = (j >= 1) & (j <= NSP)
+    is_do = (half == 0) & (j > NSP) & (j <= NSP + NOP)
+    is_second = (half == 1) & is_ds
+    is_live = is_value | (half == 0) & (is_ds | is_do) | is_second
+    dir_slot = tl.where(is_ds, tl.load(dirs_s_ptr + tl.maximum(j - 1, 0), mask=is_ds, other=-1),
+                        tl.load(dirs_o_ptr + tl.maximum(j - 1 - NSP, 0), mask=is_do, other=-1))
     LAYER: tl.constexpr = IN_DIM * WP
     FIRST: tl.constexpr = 2 if MODIFIED else 0
-    h_val, h_ds, h_do, h_ss = _input_tanh_jet(x_ptr, rows, row_mask, w_in_ptr + FIRST * LAYER,
-                                              b_in_ptr + FIRST * WP, dirs_s_ptr, dirs_o_ptr, cols,
-                                              IN_DIM, NSP, NOP, B, WP)
+
+    # input layer: tanh of z = x W' + b' with z_i = W'[i], z_ii = 0
+    h = _tanh(_pre_activation(x_ptr, rows, row_mask, w_in_ptr + FIRST * LAYER, b_in_ptr + FIRST * WP, u, IN_DIM, WP))
+    g = 1.0 - h * h
+    row = _slot_rows(w_in_ptr + FIRST * LAYER, dir_slot, u, WP)
+    t = tl.where(is_value, h, g * row * tl.where(is_second, -2.0 * h * row, 1.0))
+    h_u = h
+    h_v = h
+    r_u = row
+    r_v = row
+    if MODIFIED:
+        h_u = _tanh(_pre_activation(x_ptr, rows, row_mask, w_in_ptr, b_in_ptr, u, IN_DIM, WP))
+        h_v = _tanh(_pre_activation(x_ptr, rows, row_mask, w_in_ptr + LAYER, b_in_ptr + WP, u, IN_DIM, WP))
+        r_u = _slot_rows(w_in_ptr, dir_slot, u, WP)
+        r_v = _slot_rows(w_in_ptr + LAYER, dir_slot, u, WP)
     for k in range(DEPTH):
-        z_val, z_ds, z_do, z_ss = _linear_jet(h_val, h_ds, h_do, h_ss, w_h_ptr + k * WP * WP, b_h_ptr + k * WP,
-                                              cols, B, WP, PRECISION)
-        z_val, z_ds, z_do, z_ss = _tanh_jet(z_val, z_ds, z_do, z_ss)
-        if MODIFIED:
-            u_val, u_ds, u_do, u_ss = _input_tanh_jet(x_ptr, rows, row_mask, w_in_ptr, b_in_ptr, dirs_s_ptr,
-                                                      dirs_o_ptr, cols, IN_DIM, NSP, NOP, B, WP)
-            v_val, v_ds, v_do, v_ss = _input_tanh_jet(x_ptr, rows, row_mask, w_in_ptr + LAYER, b_in_ptr + WP,
-                                                      dirs_s_ptr, dirs_o_ptr, cols, IN_DIM, NSP, NOP, B, WP)
-            h_val, h_ds, h_do, h_ss = _gate_jet(u_val, u_ds, u_do, u_ss, v_val, v_ds, v_do, v_ss,
-                                                z_val, z_ds, z_do, z_ss)
-        else:
-            h_val, h_ds, h_do, h_ss = z_val, z_ds, z_do, z_ss
+        z = _linear(t, w_h_ptr + k * WP * WP, b_h_ptr + k * WP, u, is_value, WP, NC, PRECISION)
+        t = _activate(z, h_u, h_v, r_u, r_v, is_value, is_second, is_live, half, MODIFIED)
+
+    # output layer: y_o = Σ_units W_out[o, unit] t per slot and point, (PH, 2, SB, 4, 2)
     if BURGERS:
-        u, u_s, u_o, u_ss = _output_jet(h_val, h_ds, h_do, h_ss, w_out_ptr, b_out_ptr, 0, cols, WP)
-        v, v_s, v_o, v_ss = _output_jet(h_val, h_ds, h_do, h_ss, w_out_ptr, b_out_ptr, 1, cols, WP)
+        y_u = tl.sum(t * tl.load(w_out_ptr + u), axis=0)
+        y_v = tl.sum(t * tl.load(w_out_ptr + WP + u), axis=0)
+        u_val = _pick(y_u, is_value) + tl.load(b_out_ptr)
+        v_val = _pick(y_v, is_value) + tl.load(b_out_ptr + 1)
+        # slots: 1 = x, 2 = y (d_s), 3 = t (d_o); second half 1 = xx, 2 = yy
+        d_x = (half == 0) & (j == 1)
+        d_y = (half == 0) & (j == 2)
+        d_t = (half == 0) & (j == 3)
         nu = tl.load(nu_ptr)
-        r_u = _pick(u_o, 0) + u * _pick(u_s, 0) + v * _pick(u_s, 1) - nu * tl.sum(u_ss, axis=0)
-        r_v = _pick(v_o, 0) + u * _pick(v_s, 0) + v * _pick(v_s, 1) - nu * tl.sum(v_ss, axis=0)
-        base = out_ptr + rows * 4
-        tl.store(base, u, mask=row_mask)
-        tl.store(base + 1, v, mask=row_mask)
-        tl.store(base + 2, r_u, mask=row_mask)
-        tl.store(base + 3, r_v, mask=row_mask)
+        r_u = (_pick(y_u, d_t) + u_val * _pick(y_u, d_x) + v_val * _pick(y_u, d_y) - nu * _pick(y_u, is_second))
+        r_v = (_pick(y_v, d_t) + u_val * _pick(y_v, d_x) + v_val * _pick(y_v, d_y) - nu * _pick(y_v, is_second))
+        prow = tl.program_id(0).to(tl.int64) * B + tl.arange(0, B)
+        pmask = prow < N
+        base = out_ptr + prow * 4
+        tl.store(base, tl.reshape(u_val, (B,)), mask=pmask)
+        tl.store(base + 1, tl.reshape(v_val, (B,)), mask=pmask)
+        tl.store(base + 2, tl.reshape(r_u, (B,)), mask=pmask)
+        tl.store(base + 3, tl.reshape(r_v, (B,)), mask=pmask)
     else:
+        ks = tl.maximum(j - 1, 0)
+        ko = tl.maximum(j - 1 - NSP, 0)
+        channel = tl.where(is_value, 0, tl.where(
+            is_second, tl.load(map_ss_ptr + ks, mask=is_second, other=-1),
+            tl.where(is_ds & (half == 0), tl.load(map_s_ptr + ks, mask=is_ds & (half == 0), other=-1),
+                     tl.load(map_o_ptr + ko, mask=is_do, other=-1))))
+        channel = tl.reshape(channel, (1, 2, SB, 1, 2))
+        rows_o = tl.reshape(rows, (PH, 1, 1, 4, 1))
+        value_o = tl.reshape(is_value, (1, 2, SB, 1, 2))
         for o in tl.static_range(OUT_DIM):
-            val, o_ds, o_do, o_ss = _output_jet(h_val, h_ds, h_do, h_ss, w_out_ptr, b_out_ptr, o, cols, WP)
-            tl.store(out_ptr + rows * OUT_DIM + o, val, mask=row_mask)
-            _store_group(out_ptr, map_s_ptr, o_ds, rows, row_mask, o, N, OUT_DIM, NSP)
-            _store_group(out_ptr, map_o_ptr, o_do, rows, row_mask, o, N, OUT_DIM, NOP)
-            _store_group(out_ptr, map_ss_ptr, o_ss, rows, row_mask, o, N, OUT_DIM, NSP)
+            y = tl.sum(t * tl.load(w_out_ptr + o * WP + u), axis=0)
+            y = y + tl.where(value_o, tl.load(b_out_ptr + o), 0.0)
+            offsets = tl.maximum(channel, 0).to(tl.int64) * N * OUT_DIM + rows_o * OUT_DIM + o
+            tl.store(out_ptr + offsets, y, mask=(channel >= 0) & (rows_o < N))
+
+
+@triton.jit
+def _pick(y, mask):
+    """Σ over the slots of ``mask`` of a (PH, 2, SB, 4, 2) per-slot output: (PH, 4) per point."""
+    m = tl.reshape(mask, (1, 2, y.shape[2], 1, 2))
+    return tl.sum(tl.sum(tl.sum(tl.where(m, y, 0.0), axis=4), axis=2), axis=1)
 
 
 # ----------------------------------------------------------------------------------------------- host side
 PRECISIONS = ("ieee", "tf32x3", "tf32")
 DEFAULT_PRECISION = "tf32x3"  # fp32-level accuracy at tensor-core speed (BASELINES.md); "ieee" for plain fp32
 MAX_WIDTH, MAX_IN_DIM, MAX_OUT_DIM = 128, 4, 4
-BLOCKS = (16, 32, 64)  # points per program: tl.dot needs at least 16 rows
+BLOCKS = (4, 8, 16, 32)  # points per program: a multiple of POINT_LO
 
 
 def launch_key(meta, burgers, precision):
@@ -191,7 +239,8 @@ def launch_key(meta, burgers, precision):
 def launch_config(meta, burgers, precision):
     """(tile, warps) for a configuration, from the table that benchmarks/sm90_static.py --search wrote: the
     measured-best entry, else the table's entry for the same network with the most derivative channels (a
-    superset of the work), else 16 points × (8 warps from width 64, else 4)."""
+    superset of the work), else what the sm_90a compiles of M3 Burgers at depth 4 favoured (16 points × 4 warps up
+    to width 64: no spill, fewest instructions per point; 8 points × 8 warps at width 128)."""
     key = launch_key(meta, burgers, precision)
     if key in LAUNCH_TABLE:
         return LAUNCH_TABLE[key]
@@ -199,7 +248,7 @@ def launch_config(meta, burgers, precision):
                and k[3] >= key[3] and k[4] >= key[4]]
     if similar:
         return LAUNCH_TABLE[min(similar, key=lambda k: (k[3] + k[4], k))]
-    return 16, 8 if meta["WP"] >= 64 else 4
+    return (16, 4) if meta["WP"] <= 64 else (8, 8)
 
 
 def _pow2(n, at_least=1):
@@ -302,7 +351,7 @@ def launch(model, x, spec, out, nu, burgers, precision, block=None):
         try:
             mlp_jets_kernel[(triton.cdiv(x.shape[0], block),)](
                 x.contiguous(), *packed["tensors"], nu, out, x.shape[0], **meta, BURGERS=burgers, B=block,
-                PRECISION=precision, num_warps=warps)
+                PRECISION=precision, num_warps=warps, num_stages=1)
             return out
         except OutOfResources as exc:  # shared memory grows with tile, width and channels: halve the tile
             if block == BLOCKS[0]:

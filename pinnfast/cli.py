@@ -188,14 +188,21 @@ def _reproduce(args):
     print(table_markdown(args.problem, rows))
 
 
+def _burgers_run(args):
+    """The trained Burgers run of ``--run`` (runs of `reproduce helmholtz|klein-gordon` have no u, v or ν)."""
+    run = load_run(args.run, args.device)
+    if not isinstance(run.problem, BurgersInverse):
+        raise PinnfastError(f"{args.run}: {args.command} evaluates Burgers runs (x, y, t → u, v); this run is a "
+                            f"{run.config.problem} run")
+    return run
+
+
 def _residual_field(args):
     from .field import domain_box, residual_field
     from .plots import plot_field
 
     out = _output_folder(args.out)
-    run = load_run(args.run, args.device)
-    if not isinstance(run.problem, BurgersInverse):
-        raise PinnfastError(f"{args.run}: residual-field evaluates Burgers runs; this run is not one")
+    run = _burgers_run(args)
     lo, hi = domain_box(run.network)
     times = args.times or [lo[2], (lo[2] + hi[2]) / 2, hi[2]]
     field = residual_field(run.problem, times, args.grid, args.exact_nu)
@@ -217,11 +224,9 @@ def _predict(args):
         raise PinnfastError(f"--out {out} is the --points file; write the predictions to another file")
     columns = parse_column_map(args.columns, ("x", "y", "t")) if args.columns else None
     points = load_table(args.points, ("x", "y", "t"), columns, min_points=1)
-    run = load_run(args.run, args.device)
-    if not isinstance(run.problem, BurgersInverse):
-        raise PinnfastError(f"{args.run}: predict evaluates Burgers runs (x, y, t → u, v); this run is not one")
+    run = _burgers_run(args)
     xyt = np.column_stack([points[c] for c in ("x", "y", "t")])
-    lo, hi = np.asarray(domain_box(run.network)[0]), np.asarray(domain_box(run.network)[1])
+    lo, hi = map(np.asarray, domain_box(run.network))
     slack = 1e-5 * (hi - lo)  # the box is stored in float32
     outside = int(np.sum(np.any((xyt < lo - slack) | (xyt > hi + slack), axis=1)))
     if outside:

@@ -111,6 +111,28 @@ def test_unknown_precision():
         pf.taylor_jets(pf.MLP(3, 2, 16, 1), torch.rand(4, 3), backend="triton", precision="fp16")
 
 
+@pytest.mark.parametrize("kind,width,block,burgers", [(pf.ModifiedMLP, 50, 4, True), (pf.MLP, 100, 8, True),
+                                                       (pf.ModifiedMLP, 100, 32, False), (pf.MLP, 20, 4, False)])
+def test_every_tile_size(kind, width, block, burgers, rng):
+    """Tiles of 4 to 32 points (37 points leave a partial last tile), widths padded to 64 and 128."""
+    model = random_model(kind, 3, 2, width, 2, True, rng, dtype=torch.float32)
+    x = random_points(model, N_POINTS, rng, dtype=torch.float32)
+    spec = JetSpec(FIRST, SECOND)
+    jets = pf.taylor_jets(model.double(), x.double(), FIRST, SECOND, backend="autograd")
+    model.float()
+    if burgers:
+        expected = torch.cat([jets[0], residuals_from_jets(jets, 0.03)], 1).T
+        out = torch.full((N_POINTS, 4), float("nan"))
+        kernel.launch(model, x, spec, out, torch.tensor([0.03]), True, "ieee", block)
+        out = out.T
+    else:
+        expected, out = jets, torch.full((spec.n_outputs, N_POINTS, 2), float("nan"))
+        kernel.launch(model, x, spec, out, out.new_zeros(1), False, "ieee", block)
+    assert not out.isnan().any()
+    for c in range(out.shape[0]):
+        assert relative_error(out[c], expected[c]) <= (1e-5 if c < 4 and not burgers else 1e-4), f"channel {c}"
+
+
 @pytest.mark.parametrize("width,n_points", [(5, 5), (20, 32), (32, 16), (12, 0)])
 def test_small_and_padded_widths_and_tile_edges(width, n_points, rng):
     """Widths below 16 and padded to 32, N below the tile, an exact multiple of it, and N = 0."""
@@ -166,7 +188,7 @@ def test_gradients_without_input_grad(rng):
     (lambda m: kernel.burgers_fields(m, torch.rand(4, 3), 0.1, out=torch.empty(4, 4, dtype=torch.float64)),
      "contiguous float32"),
     (lambda m: kernel.burgers_fields(m, torch.rand(4, 3), 0.1, out=torch.empty(4, 8)[:, ::2]), "non-contiguous"),
-    (lambda m: kernel.burgers_fields(m, torch.rand(4, 3), 0.1, block=24), "block must be one of 16, 32, 64"),
+    (lambda m: kernel.burgers_fields(m, torch.rand(4, 3), 0.1, block=24), "block must be one of 4, 8, 16, 32"),
 ])
 def test_bad_launch_arguments(call, message):
     with pytest.raises(pf.PinnfastError, match=message):
