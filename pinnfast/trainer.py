@@ -39,7 +39,7 @@ PROBLEMS = ("burgers", "helmholtz", "klein-gordon")
 class TrainConfig:
     """Everything that defines a run; saved in the checkpoint so that ``resume`` continues the same run.
 
-    Defaults were tuned to recover ν within 1 % in about three minutes on a 2-core CPU (BENCHMARKS.md): a small
+    Defaults were tuned to recover ν within 1 % in 3–5 minutes on a 2-core CPU (BENCHMARKS.md): a small
     network (width 32, 3 gate layers), 512 collocation points and 512 observations per step, 10,000 steps with the
     learning rate decayed by ``decay_rate`` every ``decay_steps``. ν (as log ν) has its own learning rate and Adam
     β2 = 0.99, and is held at ``nu_init`` for the first ``nu_warmup`` steps: otherwise the large residual gradients
