@@ -9,7 +9,8 @@ import numpy as np
 
 from ._version import __version__
 from .burgers import BurgersInverse, make_observations
-from .data import default_data_path, load_observations, load_table, parse_column_map, save_observations
+from .data import (DEFAULT_DATA_NU, default_data_path, load_observations, load_table, parse_column_map,
+                   save_observations)
 from .errors import PinnfastError, PinnfastWarning
 from .runfolder import CHECKPOINT, METRICS_CSV, PLOT, load_checkpoint, write_result
 from .trainer import DEVICES, MODELS, TrainConfig, Trainer, TrainingDiverged, load_run
@@ -32,34 +33,22 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
-def _positive_int(text):
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text!r}")
-    return value
+def _checked(convert, accept, expected):
+    """An argparse type: ``convert`` the text and refuse what ``accept`` rejects, saying what was expected."""
+    def parse(text):
+        try:
+            value = convert(text)
+        except ValueError:
+            value = None
+        if value is None or not accept(value):
+            raise argparse.ArgumentTypeError(f"must be {expected}, got {text!r}")
+        return value
+    return parse
 
 
-def _seed(text):
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be an integer from 0 to 2**63 - 1, got {text!r}") from None
-    if not 0 <= value < 2 ** 63:
-        raise argparse.ArgumentTypeError(f"must be an integer from 0 to 2**63 - 1, got {text!r}")
-    return value
-
-
-def _positive_float(text):
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a positive number, got {text!r}") from None
-    if not 0 < value < float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a positive number, got {text!r}")
-    return value
+_positive_int = _checked(int, lambda value: value >= 1, "an integer >= 1")
+_seed = _checked(int, lambda value: 0 <= value < 2 ** 63, "an integer from 0 to 2**63 - 1")
+_positive_float = _checked(float, lambda value: 0 < value < float("inf"), "a positive number")
 
 
 def _parser():
@@ -96,7 +85,8 @@ def _parser():
                        help=f"initial guess for ν, held for the first {DEFAULTS.nu_warmup} steps "
                             f"(default {DEFAULTS.nu_init})")
     infer.add_argument("--nu-true", type=_positive_float,
-                       help="the true ν when known (synthetic data): its error is reported and plotted")
+                       help="the true ν when known (synthetic data): its error is reported and plotted "
+                            f"(the shipped example's, {DEFAULT_DATA_NU}, is known)")
     infer.add_argument("--seed", type=_seed, help=f"random seed (default {DEFAULTS.seed})")
     infer.add_argument("--width", type=_positive_int, help=f"network width (default {DEFAULTS.width})")
     infer.add_argument("--depth", type=_positive_int,
@@ -296,8 +286,9 @@ def _infer(args):
         given = {field: getattr(args, _dest(flag)) for flag, field in RUN_OPTIONS.items()}
         given.update(steps=args.steps, checkpoint_every=args.checkpoint_every)
         config = TrainConfig(**{field: value for field, value in given.items() if value is not None})
+        shipped = args.data is None and args.nu_true is None
         trainer = Trainer(observations, config, out, args.device, data_path=data, columns=columns,
-                          overwrite=args.overwrite, nu_true=args.nu_true)
+                          overwrite=args.overwrite, nu_true=DEFAULT_DATA_NU if shipped else args.nu_true)
     try:
         result = trainer.run(progress=not args.quiet)
     except (KeyboardInterrupt, TrainingDiverged) as exc:

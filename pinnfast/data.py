@@ -27,7 +27,7 @@ from .errors import PinnfastError, PinnfastWarning
 COLUMNS = ("x", "y", "t", "u", "v")
 COORDINATES = ("x", "y", "t")
 MIN_POINTS = 10
-DEFAULT_DATA = "burgers_nu0.02.npz"
+DEFAULT_DATA, DEFAULT_DATA_NU = "burgers_nu0.02.npz", 0.02  # the shipped example and its true ν
 
 
 def default_data_path():

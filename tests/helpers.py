@@ -1,7 +1,19 @@
 """Shared test helpers: random models and points, and the check that no run starts at the answer."""
 import torch
 
-SHIPPED_NU = 0.02  # the true ν of the shipped example, pinnfast/data/burgers_nu0.02.npz
+from pinnfast.data import DEFAULT_DATA_NU as SHIPPED_NU  # the true ν of the shipped example
+
+
+def run_cli(argv, capsys):
+    """``pinnfast`` in this process: (exit code, stdout, stderr)."""
+    from pinnfast.cli import main
+
+    try:
+        code = main(argv)
+    except SystemExit as exc:  # argparse's own errors
+        code = exc.code
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
 
 
 def start_at_the_answer(config, truths):

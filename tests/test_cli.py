@@ -7,18 +7,15 @@ import numpy as np
 import pytest
 
 import pinnfast as pf
+from helpers import run_cli
 from pinnfast.cli import main
 
 GOOD = pf.make_observations(0.05, 40, seed=1)
 
 
 def _run(argv, capsys):
-    try:
-        code = main(argv)
-    except SystemExit as exc:  # argparse's own errors
-        code = exc.code
-    captured = capsys.readouterr()
-    return code, captured.err
+    code, _, err = run_cli(argv, capsys)
+    return code, err
 
 
 def _npz(tmp_path, name="obs.npz", **columns):

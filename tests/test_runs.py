@@ -10,19 +10,11 @@ import pinnfast as pf
 from pinnfast.cli import INTERRUPTED, main
 from pinnfast.runfolder import CHECKPOINT, METRICS_CSV, PLOT, RESULT
 from pinnfast.trainer import Trainer
+from helpers import run_cli as _run
 
 TINY = ["--width", "8", "--depth", "1", "--collocation", "32", "--batch-size", "16", "--checkpoint-every", "10",
         "--quiet"]
 SMALL = dict(width=8, depth=1, n_collocation=32, batch_size=16, checkpoint_every=10, nu_warmup=5, average_last=10)
-
-
-def _run(argv, capsys):
-    try:
-        code = main(argv)
-    except SystemExit as exc:  # argparse's own errors
-        code = exc.code
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 def _data(tmp_path, name="obs.npz", nu=0.03, seed=2):
@@ -495,3 +487,9 @@ def test_pinnfast_imports_without_plotting_progress_or_triton():
             "import pinnfast, pinnfast.cli, pinnfast.evaluate\nprint('ok')")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr
+
+
+def test_the_shipped_example_reports_its_error(tmp_path, capsys):
+    out = tmp_path / "run"
+    code, stdout, _ = _run(["infer", "--out", str(out), "--steps", "3", *TINY], capsys)
+    assert code == 0 and json.loads((out / RESULT).read_text())["nu_true"] == pf.data.DEFAULT_DATA_NU
