@@ -13,7 +13,7 @@ from .data import (DEFAULT_DATA_NU, default_data_path, load_observations, load_t
                    save_observations)
 from .errors import PinnfastError, PinnfastWarning
 from .runfolder import CHECKPOINT, METRICS_CSV, PLOT, load_checkpoint, write_result
-from .trainer import DEVICES, MODELS, TrainConfig, Trainer, TrainingDiverged, load_run
+from .trainer import DEVICES, MODELS, TrainConfig, Trainer, TrainingDiverged, load_run, resume_target
 
 DEFAULTS = TrainConfig()
 INTERRUPTED = 130  # the shell's code for a run stopped by Ctrl-C
@@ -266,11 +266,8 @@ def _infer(args):
     out = Path(args.out)
     if args.resume:
         state = _resume_state(args, out)
-        target = args.steps or state["config"]["steps"]
+        target = resume_target(state, args.steps, out)
         if state["step"] >= target:
-            if args.steps is not None and args.steps < state["step"]:
-                raise PinnfastError(f"--steps {args.steps} is below the step the run in {out} has reached "
-                                    f"({state['step']})")
             print(f"{out}: the run is complete ({state['step']} of {target} steps); nothing changed (raise --steps "
                   "to train further)")
             return

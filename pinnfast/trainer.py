@@ -315,11 +315,7 @@ class Trainer:
             raise PinnfastError(f"{out_dir}: the checkpoint was written by pinnfast 0.1, which did not record the "
                                 "run's data, so a resume cannot check it; start a new run")
         config = TrainConfig(**state["config"])
-        if steps is not None:
-            if steps < state["step"]:
-                raise PinnfastError(f"--steps {steps} is below the step the run in {out_dir} has reached "
-                                    f"({state['step']})")
-            config.steps = steps
+        config.steps = resume_target(state, steps, out_dir)
         recorded = state["data"]
         if observations is None and recorded is not None:
             if recorded["path"] is None:
@@ -346,6 +342,13 @@ class Trainer:
         trainer.step, trainer.seconds = state["step"], state["seconds"]
         trainer.checkpoint_step = trainer.step
         return trainer
+
+
+def resume_target(state, steps, out_dir):
+    """The step a resumed run trains to: its checkpoint's own target, or ``steps``, which may not go back."""
+    if steps is not None and steps < state["step"]:
+        raise PinnfastError(f"--steps {steps} is below the step the run in {out_dir} has reached ({state['step']})")
+    return state["config"]["steps"] if steps is None else steps
 
 
 @dataclasses.dataclass

@@ -23,6 +23,13 @@ def _data(tmp_path, name="obs.npz", nu=0.03, seed=2):
     return str(path)
 
 
+def _train(capsys, out, steps, data=None):
+    """A tiny run of ``steps`` steps in ``out``, on ``data`` (default: a fresh file beside ``out``)."""
+    code, _, err = _run(["infer", "--data", data or _data(out.parent), "--out", str(out), "--steps", str(steps),
+                         *TINY], capsys)
+    assert code == 0, err
+
+
 def _snapshot(folder):
     return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
 
@@ -72,7 +79,7 @@ def test_resume_without_steps_or_data_finishes_the_run_on_its_own_data(tmp_path,
 
 def test_resuming_a_finished_run_changes_nothing(tmp_path, capsys):
     out = tmp_path / "run"
-    assert _run(["infer", "--data", _data(tmp_path), "--out", str(out), "--steps", "12", *TINY], capsys)[0] == 0
+    _train(capsys, out, 12)
     before = _snapshot(out)
     code, stdout, _ = _run(["infer", "--out", str(out), "--resume", "--quiet"], capsys)
     assert code == 0 and "the run is complete (12 of 12 steps); nothing changed" in stdout
@@ -81,7 +88,7 @@ def test_resuming_a_finished_run_changes_nothing(tmp_path, capsys):
 
 def test_resume_refuses_other_data_and_changes_nothing(tmp_path, capsys):
     out = tmp_path / "run"
-    assert _run(["infer", "--data", _data(tmp_path), "--out", str(out), "--steps", "10", *TINY], capsys)[0] == 0
+    _train(capsys, out, 10)
     before = _snapshot(out)
     other = _data(tmp_path, "other.npz", nu=0.07, seed=3)
     code, _, err = _run(["infer", "--data", other, "--out", str(out), "--steps", "20", "--resume", "--quiet"], capsys)
@@ -97,7 +104,7 @@ def test_resume_refuses_other_data_and_changes_nothing(tmp_path, capsys):
 def test_resume_accepts_the_same_data_in_another_format(tmp_path, capsys):
     data = _data(tmp_path)
     out = tmp_path / "run"
-    assert _run(["infer", "--data", data, "--out", str(out), "--steps", "10", *TINY], capsys)[0] == 0
+    _train(capsys, out, 10, data)
     as_csv = tmp_path / "same.csv"
     pf.save_observations(as_csv, pf.load_observations(data))
     assert _run(["infer", "--data", str(as_csv), "--out", str(out), "--steps", "20", "--resume", "--quiet"],
@@ -107,7 +114,7 @@ def test_resume_accepts_the_same_data_in_another_format(tmp_path, capsys):
 def test_resume_when_the_data_file_is_gone(tmp_path, capsys):
     data = _data(tmp_path)
     out = tmp_path / "run"
-    assert _run(["infer", "--data", data, "--out", str(out), "--steps", "10", *TINY], capsys)[0] == 0
+    _train(capsys, out, 10, data)
     (tmp_path / "obs.npz").unlink()
     code, _, err = _run(["infer", "--out", str(out), "--steps", "20", "--resume"], capsys)
     assert code == 2 and "obs.npz: no such file" in err
@@ -118,7 +125,7 @@ def test_resume_when_the_data_file_is_gone(tmp_path, capsys):
                                                ("--collocation", "64", "32")])
 def test_resume_refuses_options_that_change_the_run(flag, value, stored, tmp_path, capsys):
     out = tmp_path / "run"
-    assert _run(["infer", "--data", _data(tmp_path), "--out", str(out), "--steps", "10", *TINY], capsys)[0] == 0
+    _train(capsys, out, 10)
     before = _snapshot(out)
     code, _, err = _run(["infer", "--out", str(out), "--steps", "20", "--resume", flag, value], capsys)
     assert code == 2 and len(err.strip().splitlines()) == 1
@@ -129,14 +136,14 @@ def test_resume_refuses_options_that_change_the_run(flag, value, stored, tmp_pat
 
 def test_resume_accepts_options_that_match(tmp_path, capsys):
     out = tmp_path / "run"
-    assert _run(["infer", "--data", _data(tmp_path), "--out", str(out), "--steps", "10", *TINY], capsys)[0] == 0
+    _train(capsys, out, 10)
     assert _run(["infer", "--out", str(out), "--steps", "20", "--resume", "--model", "m4", "--width", "8",
                  "--quiet"], capsys)[0] == 0
 
 
 def test_resume_refuses_fewer_steps_than_done(tmp_path, capsys):
     out = tmp_path / "run"
-    assert _run(["infer", "--data", _data(tmp_path), "--out", str(out), "--steps", "20", *TINY], capsys)[0] == 0
+    _train(capsys, out, 20)
     code, _, err = _run(["infer", "--out", str(out), "--steps", "10", "--resume"], capsys)
     assert code == 2 and "--steps 10 is below the step the run in" in err and "(20)" in err
 
@@ -182,7 +189,7 @@ def test_a_diverged_runs_rows_never_reach_the_next_run(tmp_path, monkeypatch, ca
 def test_overwrite_never_deletes_a_users_files(tmp_path, capsys):
     """A run folder that also holds someone's file: --overwrite refuses and deletes nothing, run included."""
     out = tmp_path / "run"
-    assert _run(["infer", "--data", _data(tmp_path), "--out", str(out), "--steps", "3", *TINY], capsys)[0] == 0
+    _train(capsys, out, 3)
     (out / "notes.txt").write_text("mine")
     before = _snapshot(out)
     code, _, err = _run(["infer", "--data", _data(tmp_path), "--out", str(out), "--steps", "3", "--overwrite",
@@ -193,7 +200,7 @@ def test_overwrite_never_deletes_a_users_files(tmp_path, capsys):
 
 def test_overwrite_replaces_a_run(tmp_path, capsys):
     out = tmp_path / "run"
-    assert _run(["infer", "--data", _data(tmp_path), "--out", str(out), "--steps", "3", *TINY], capsys)[0] == 0
+    _train(capsys, out, 3)
     assert _run(["infer", "--data", _data(tmp_path), "--out", str(out), "--steps", "5", "--overwrite", *TINY],
                 capsys)[0] == 0
     assert json.loads((out / RESULT).read_text())["steps"] == 5
@@ -305,7 +312,7 @@ def test_make_data_into_a_missing_folder(tmp_path, capsys):
 
 def test_residual_field_writes_into_its_folder(tmp_path, capsys):
     run = tmp_path / "run"
-    assert _run(["infer", "--data", _data(tmp_path), "--out", str(run), "--steps", "4", *TINY], capsys)[0] == 0
+    _train(capsys, run, 4)
     out = tmp_path / "field"
     assert _run(["residual-field", "--run", str(run), "--out", str(out), "--grid", "8", "--device", "cpu"],
                 capsys)[0] == 0
@@ -315,7 +322,7 @@ def test_residual_field_writes_into_its_folder(tmp_path, capsys):
 # ----------------------------------------------------------------- 9. using a trained run
 def test_load_run_and_predict(tmp_path, capsys):
     run = tmp_path / "run"
-    assert _run(["infer", "--data", _data(tmp_path), "--out", str(run), "--steps", "12", *TINY], capsys)[0] == 0
+    _train(capsys, run, 12)
     loaded = pf.load_run(run)
     assert loaded.nu == json.loads((run / RESULT).read_text())["nu"] and loaded.config.width == 8
     points = {"x": np.array([0.1, -0.5, 0.3]), "y": np.array([0.2, 0.0, -0.9]), "t": np.array([0.5, 0.1, 0.9])}
@@ -339,7 +346,7 @@ def test_load_run_and_predict(tmp_path, capsys):
 
 def test_predict_notes_points_outside_the_box(tmp_path, capsys):
     run = tmp_path / "run"
-    assert _run(["infer", "--data", _data(tmp_path), "--out", str(run), "--steps", "2", *TINY], capsys)[0] == 0
+    _train(capsys, run, 2)
     source = tmp_path / "points.npz"
     np.savez(source, x=np.array([0.0, 5.0]), y=np.array([0.0, 0.0]), t=np.array([0.5, 0.5]))
     code, _, err = _run(["predict", "--run", str(run), "--points", str(source), "--out", str(tmp_path / "p.npz"),
@@ -376,7 +383,7 @@ def test_observations_at_one_time_name_the_file_and_the_coordinate(tmp_path, cap
 # ----------------------------------------------------------------- what a review found
 def test_a_resumed_run_drops_its_old_result_until_it_finishes(tmp_path, monkeypatch, capsys):
     out = tmp_path / "run"
-    assert _run(["infer", "--data", _data(tmp_path), "--out", str(out), "--steps", "10", *TINY], capsys)[0] == 0
+    _train(capsys, out, 10)
     assert (out / RESULT).exists()
     _interrupt_at(monkeypatch, 15)
     assert _run(["infer", "--out", str(out), "--steps", "20", "--resume", "--quiet"], capsys)[0] == INTERRUPTED
@@ -397,7 +404,7 @@ def test_nu_true_stays_with_the_run(tmp_path, monkeypatch, capsys):
 
 def test_resume_on_another_device_type_is_refused(tmp_path, capsys):
     out = tmp_path / "run"
-    assert _run(["infer", "--data", _data(tmp_path), "--out", str(out), "--steps", "10", *TINY], capsys)[0] == 0
+    _train(capsys, out, 10)
     state = torch.load(out / CHECKPOINT, weights_only=False)
     state["device_type"] = "cuda"  # as if trained on a GPU machine
     torch.save(state, out / CHECKPOINT)
@@ -407,7 +414,7 @@ def test_resume_on_another_device_type_is_refused(tmp_path, capsys):
 
 def test_checkpoint_without_a_data_record_is_refused(tmp_path, capsys):
     out = tmp_path / "run"
-    assert _run(["infer", "--data", _data(tmp_path), "--out", str(out), "--steps", "10", *TINY], capsys)[0] == 0
+    _train(capsys, out, 10)
     state = torch.load(out / CHECKPOINT, weights_only=False)
     for key in ("version", "data", "device_type", "nu_true"):
         del state[key]  # what pinnfast 0.1 wrote
@@ -419,7 +426,7 @@ def test_checkpoint_without_a_data_record_is_refused(tmp_path, capsys):
 def test_resume_with_the_same_data_at_a_new_path_records_it(tmp_path, capsys):
     data = _data(tmp_path)
     out = tmp_path / "run"
-    assert _run(["infer", "--data", data, "--out", str(out), "--steps", "10", *TINY], capsys)[0] == 0
+    _train(capsys, out, 10, data)
     moved = tmp_path / "moved.npz"
     (tmp_path / "obs.npz").rename(moved)
     assert _run(["infer", "--data", str(moved), "--out", str(out), "--steps", "20", "--resume", "--quiet"],
