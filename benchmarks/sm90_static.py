@@ -141,10 +141,13 @@ def main():
     parser.add_argument("--search", action="store_true", help="try tiles × warps and rewrite kernels/launch_table.py")
     parser.add_argument("--depths", action="store_true", help="also compile depths 1–8 of the W=64 Burgers kernel")
     parser.add_argument("--precisions", default=",".join(kernel.PRECISIONS), help="comma-separated subset")
+    parser.add_argument("--widths", default=",".join(map(str, PADDED_WIDTHS)),
+                        help="comma-separated subset of the padded widths")
     parser.add_argument("--workers", type=int, default=os.cpu_count(), help="compiles side by side")
     args = parser.parse_args()
     precisions = tuple(args.precisions.split(","))
-    jobs = [(*config, args.search) for config in configurations(precisions)]
+    widths = tuple(int(w) for w in args.widths.split(","))
+    jobs = [(*config, args.search) for config in configurations(precisions, widths)]
     if args.depths:
         label, constexprs, block, warps = next(configurations(("tf32x3",), (64,)))
         jobs += [(label, dict(constexprs, DEPTH=depth), block, warps, False) for depth in range(1, 9)]

@@ -4,11 +4,13 @@ every layer ONE matrix product over all derivative channels (Hopper's wgmma from
 Transposed, stacked jet. The jet of a tile of B points is one (WP, N) tensor: units along the rows and
 (channel slot, point) along the N = C·B columns. A layer is one product Zᵀ = Wᵀ Tᵀ with M = WP rows, so Hopper's
 wgmma applies whenever WP ≥ 64, whatever B is (WP = 32 compiles to mma.sync). The jet is the B operand (shared
-memory: its tf32 hi/lo halves are written there once per layer); Wᵀ is the A operand, which Triton keeps in
-registers after the tf32x3 hi/lo split: 16 rows × WP per warp, i.e. WP registers per thread for the two halves.
-That is cheap at WP = 64 and the reason WP = 128 still spills a little (8–116 B at 4–8 points, 8 warps).
+memory: its tf32 hi/lo halves are split in registers and written there once per layer); Wᵀ is the A operand,
+split into tf32 hi/lo planes on the host and stored K-major, so it goes from memory to shared memory untouched and
+wgmma reads it there. (When Triton split Wᵀ itself it kept both halves in registers, WP per thread, and M3 at
+WP = 128 spilled at every tile.) tf32x3 is three tf32 products, tf32 one.
 Tile and warps per configuration come from ``launch_table.py``, written by ``benchmarks/sm90_static.py --search``.
-``ieee`` products are plain FMAs: correct but several times slower than ``tf32x3`` on a GPU.
+``ieee`` products are plain FMAs: correct but several times slower than ``tf32x3`` on a GPU, and M3 at WP = 128
+spills (about 1.7 KB per thread): use it to check, not to train.
 
 Slots: C = 2H with H = pow2(1 + NSP + NOP). First half: value, d_s[0..NSP), d_o[0..NOP); second half: s_s[k] in
 the slot of its d_s[k] (slot H + 1 + k), the rest zero. Burgers: H = 4, (value, u_x, u_y, u_t | 0, u_xx, u_yy, 0).
@@ -85,18 +87,31 @@ def _round_tf32(x):
 
 @triton.jit
 def _linear(t, w_ptr, b_ptr, u, is_value, WP: tl.constexpr, N: tl.constexpr, PRECISION: tl.constexpr):
-    """Zᵀ = Wᵀ Tᵀ + [value] b: one (WP, WP) × (WP, N) product for every slot of the tile."""
+    """Zᵀ = Wᵀ Tᵀ + [value] b: one (WP, WP) × (WP, N) product for every slot of the tile.
+
+    ``w_ptr`` holds three planes: W (in, out) for ieee's FMAs, and the tf32 high and low parts of Wᵀ (out, in),
+    split on the host and K-major, so that the A operand goes from memory to shared memory untouched and wgmma
+    reads it there: no register copy of Wᵀ (which made W=128 spill).
+    tf32x3 is Wᵀ_hi T_lo + Wᵀ_lo T_hi + Wᵀ_hi T_hi (small terms first); the jet's halves are split in registers."""
     units = tl.arange(0, WP)
-    w_t = tl.load(w_ptr + units[None, :] * WP + units[:, None])  # w_t[out, in] = W[in, out]
+    plane = units[:, None] * WP + units[None, :]  # plane[out, in] = Wᵀ, in (K) contiguous
     t2 = tl.reshape(t, (WP, N))
-    if PRECISION == "tf32":
-        if not INTERPRETED:
-            # Round both operands to tf32 in registers, as tf32x3 does for its halves: Wᵀ is M-major in memory
-            # (a tf32 wgmma reads A from shared memory only K-major) and the 6-D → 2-D reshape of the tile would
-            # otherwise be fed to shared memory as is; both fail to compile ("Illegal shared layout").
-            w_t = _round_tf32(w_t)
-            t2 = _round_tf32(t2)
-    z = tl.dot(w_t, t2, input_precision=PRECISION)
+    if PRECISION == "ieee":  # Wᵀ read from W: the layout the FMA product compiles best from (no spill at W=64)
+        z = tl.dot(tl.load(w_ptr + units[None, :] * WP + units[:, None]), t2, input_precision="ieee")
+    else:
+        w_hi = tl.load(w_ptr + WP * WP + plane)
+        if INTERPRETED:  # no tf32 under the interpreter: the host-rounded weight halves, fp32 products
+            z = tl.dot(w_hi, t2, input_precision="ieee")
+            if PRECISION == "tf32x3":
+                z = tl.dot(tl.load(w_ptr + 2 * WP * WP + plane), t2, z, input_precision="ieee")
+        else:
+            t_hi = _round_tf32(t2)
+            if PRECISION == "tf32x3":
+                z = tl.dot(w_hi, _round_tf32(t2 - t_hi), input_precision="tf32")
+                z = tl.dot(tl.load(w_ptr + 2 * WP * WP + plane), t_hi, z, input_precision="tf32")
+                z = tl.dot(w_hi, t_hi, z, input_precision="tf32")
+            else:
+                z = tl.dot(w_hi, t_hi, input_precision="tf32")
     return tl.reshape(z, t.shape) + tl.where(is_value, tl.load(b_ptr + u), 0.0)
 
 
@@ -177,7 +192,7 @@ def mlp_jets_kernel(
         r_u = _slot_rows(w_in_ptr, dir_slot, u, WP)
         r_v = _slot_rows(w_in_ptr + LAYER, dir_slot, u, WP)
     for k in range(DEPTH):
-        z = _linear(t, w_h_ptr + k * WP * WP, b_h_ptr + k * WP, u, is_value, WP, NC, PRECISION)
+        z = _linear(t, w_h_ptr + k * 3 * WP * WP, b_h_ptr + k * WP, u, is_value, WP, NC, PRECISION)
         t = _activate(z, h_u, h_v, r_u, r_v, is_value, is_second, is_live, half, MODIFIED)
 
     # output layer: y_o = Σ_units W_out[o, unit] t per slot and point, (PH, 2, SB, 4, 2)
@@ -264,6 +279,9 @@ def check_supported(model, x, precision):
     if not isinstance(model, (MLP, ModifiedMLP)):
         raise PinnfastError(f"the triton backend supports pinnfast.MLP and pinnfast.ModifiedMLP, not "
                             f"{type(model).__name__}; use backend='torch' or 'autograd'")
+    if getattr(model, "members", None) is not None:
+        raise PinnfastError(f"the triton backend evaluates one network, not an ensemble of {model.members}; use "
+                            "backend='torch'")
     if not x.is_cuda and os.environ.get("TRITON_INTERPRET") != "1":
         raise PinnfastError("the triton backend needs CUDA tensors; on the CPU it runs only under the Triton "
                             "interpreter (set TRITON_INTERPRET=1 before importing triton; slow, for testing) — "
@@ -297,6 +315,12 @@ def packed_weights(model, spec, device):
 _PACKED = weakref.WeakKeyDictionary()  # model → (key, packed weights) of its last launch
 
 
+def round_tf32(x):
+    """float32 → nearest tf32 (10 mantissa bits, ties away from zero), as PTX ``cvt.rna.tf32.f32``."""
+    bits = x.contiguous().view(torch.int32)
+    return ((bits + 0x1000) & ~0x1FFF).view(torch.float32)
+
+
 def pack_weights(model, spec, device):
     """Float32 tiles for the kernel: widths padded to WP with zeros, input normalisation folded into W', b'.
 
@@ -312,10 +336,12 @@ def pack_weights(model, spec, device):
     for k, layer in enumerate(inputs):
         w_in[k, :, :width] = layer.weight.T * model.in_scale[:, None]
         b_in[k, :width] = layer.bias + model.in_shift @ layer.weight.T
-    w_h = torch.zeros(max(1, len(hidden)), wp, wp, **f32)
+    w_h = torch.zeros(max(1, len(hidden)), 3, wp, wp, **f32)  # W (in, out); tf32 high and low parts of Wᵀ (out, in)
     b_h = torch.zeros(max(1, len(hidden)), wp, **f32)
     for k, layer in enumerate(hidden):
-        w_h[k, :width, :width] = layer.weight.T
+        w_h[k, 0, :width, :width] = layer.weight.T
+        w_h[k, 1] = round_tf32(w_h[k, 0].T)
+        w_h[k, 2] = round_tf32(w_h[k, 0].T - w_h[k, 1])
         b_h[k, :width] = layer.bias
     w_out = torch.zeros(model.out_dim, wp, **f32)
     w_out[:, :width] = model.output.weight

@@ -70,6 +70,31 @@ def test_fused_burgers_kernel_matches_reference_residuals(kind, width, depth, rn
         assert relative_error(out[:, c], expected[:, c]) <= 1e-4, f"column {c}"
 
 
+def test_round_tf32_is_cvt_rna(rng):
+    """Nearest tf32 (10 mantissa bits), ties away from zero; high + low parts give back fp32 accuracy."""
+    x = torch.randn(10000, generator=rng) * 10.0 ** torch.randint(-20, 20, (10000,), generator=rng)
+    high = kernel.round_tf32(x)
+    assert not (high.view(torch.int32) & 0x1FFF).any()
+    assert ((high - x).abs() <= 2.0 ** -11 * x.abs()).all()
+    assert ((high + kernel.round_tf32(x - high) - x).abs() <= 2.0 ** -21 * x.abs()).all()
+    ties = torch.tensor([1 + 2.0 ** -11, -(1 + 2.0 ** -11), 1 + 3 * 2.0 ** -11])  # halfway between tf32 neighbours
+    assert kernel.round_tf32(ties).tolist() == [1 + 2.0 ** -10, -(1 + 2.0 ** -10), 1 + 4 * 2.0 ** -11]
+
+
+@pytest.mark.parametrize("precision, bound", [("tf32x3", 1e-4), ("tf32", 3e-2)])
+def test_tensor_core_precisions_use_the_host_split_weights(precision, bound, rng):
+    """Under the interpreter the tf32 modes multiply by the host's tf32 weight planes (fp32 products): tf32x3
+    (high + low planes) stays at fp32 accuracy, tf32 (high plane only) is coarse, as on the GPU."""
+    model = random_model(pf.ModifiedMLP, 3, 2, 50, 3, True, rng, dtype=torch.float32)
+    x = random_points(model, N_POINTS, rng, dtype=torch.float32)
+    jets = pf.taylor_jets(model.double(), x.double(), FIRST, SECOND, backend="autograd")
+    model.float()
+    out = torch.full((N_POINTS, 4), float("nan"))
+    kernel.burgers_fields(model, x, 0.03, precision=precision, out=out)
+    errors = [relative_error(out[:, c], jets[0][:, c]) for c in range(2)]
+    assert max(errors) <= bound and (precision == "tf32x3" or max(errors) > 1e-5), errors
+
+
 @pytest.mark.parametrize("kind", [pf.MLP, pf.ModifiedMLP])
 def test_triton_jets_are_differentiable(kind, rng):
     model = random_model(kind, 3, 2, 20, 2, True, rng, dtype=torch.float32)

@@ -11,9 +11,7 @@ from pathlib import Path
 import pytest
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "sm90_static.py"
-# (width, depth, fused Burgers): the trainer's default network, and the two benchmark configurations. M3 at width
-# 128 still spills 8 B per thread at its least-spilling tile (4 points × 8 warps): a known failure of issue 8,
-# kept as a strict xfail so that the day it stops spilling this test says so.
+# (width, depth, fused Burgers): the trainer's default network, and the two benchmark configurations.
 DEFAULTS = [(32, 3, False), (32, 3, True), (64, 4, True), (128, 6, True)]
 COMPILE = """
 import importlib.util, json, sys
@@ -47,10 +45,7 @@ def compiled():
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-@pytest.mark.parametrize("case", [
-    *DEFAULTS[:3],
-    pytest.param(DEFAULTS[3], marks=pytest.mark.xfail(strict=True, reason="M3 at W=128 spills 8 B (issue 8)")),
-])
+@pytest.mark.parametrize("case", DEFAULTS)
 def test_default_configuration_spills_nothing(case, compiled):
     result = compiled["defaults"][str(list(case))]
     assert result["spill"] == 0, f"{result['spill']} B spilled per thread"
