@@ -92,7 +92,8 @@ def _linear(t, w_ptr, b_ptr, u, is_value, WP: tl.constexpr, N: tl.constexpr, PRE
     ``w_ptr`` holds three planes: W (in, out) for ieee's FMAs, and the tf32 high and low parts of Wᵀ (out, in),
     split on the host and K-major, so that the A operand goes from memory to shared memory untouched and wgmma
     reads it there: no register copy of Wᵀ (which made W=128 spill).
-    tf32x3 is Wᵀ_hi T_lo + Wᵀ_lo T_hi + Wᵀ_hi T_hi (small terms first); the jet's halves are split in registers."""
+    tf32x3 is Wᵀ_hi T_lo + Wᵀ_lo T_hi + Wᵀ_hi T_hi (small terms first); the jet's halves are split in
+    registers."""
     units = tl.arange(0, WP)
     plane = units[:, None] * WP + units[None, :]  # plane[out, in] = Wᵀ, in (K) contiguous
     t2 = tl.reshape(t, (WP, N))

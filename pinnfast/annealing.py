@@ -17,10 +17,12 @@ MEAN_KINDS = ("global", "per-layer")
 
 
 class FixedWeights:
-    """Constant λ_i (1 by default): the weighting of M1 and M3."""
+    """Constant λ_i (1 by default): the weighting of M1 and M3. An ensemble (``members`` = K) has one λ per term
+    and member: ``(n_terms, K)``."""
 
-    def __init__(self, n_terms, device="cpu", value=1.0):
-        self.lambdas = torch.full((n_terms,), float(value), device=device)
+    def __init__(self, n_terms, device="cpu", value=1.0, members=None):
+        shape = (n_terms,) if members is None else (n_terms, members)
+        self.lambdas = torch.full(shape, float(value), device=device)
 
     def due(self, step):
         return False
@@ -35,8 +37,9 @@ class FixedWeights:
 class Annealing(FixedWeights):
     """Algorithm 1 of Wang, Teng & Perdikaris (2020), with the conventions above as options."""
 
-    def __init__(self, n_terms, device="cpu", period=10, alpha=0.1, grads="all", mean="global", weighted=False):
-        super().__init__(n_terms, device)
+    def __init__(self, n_terms, device="cpu", period=10, alpha=0.1, grads="all", mean="global", weighted=False,
+                 members=None):
+        super().__init__(n_terms, device, members=members)
         if grads not in GRAD_SETS:
             raise PinnfastError(f"annealing grads must be one of {GRAD_SETS}, got {grads!r}")
         if mean not in MEAN_KINDS:
@@ -58,17 +61,23 @@ class Annealing(FixedWeights):
         return [k for k, name in enumerate(names) if name.endswith("weight") and "encoder" not in name]
 
     def statistic(self, grad_r, grads_terms):
-        """λ̂_i for every term, from gradient lists aligned with the selected parameters."""
-        max_r = torch.stack([g.abs().max() for g in grad_r]).max()
+        """λ̂_i for every term (and member), from gradient lists aligned with the selected parameters; an
+        ensemble's gradients are member-stacked ``(K, ...)`` and each member gets its own statistic."""
+        members = self.lambdas[0].numel()
+
+        def magnitudes(g):  # |g| per member: (members, elements of one member)
+            return g.abs().reshape(members, -1)
+
+        max_r = torch.stack([magnitudes(g).max(1).values for g in grad_r]).max(0).values
         ratios = []
         for k, grads in enumerate(grads_terms):
             scale = self.lambdas[k] if self.weighted else 1.0
             if self.mean == "global":
-                mean = sum(g.abs().sum() for g in grads) / sum(g.numel() for g in grads)
+                mean = sum(magnitudes(g).sum(1) for g in grads) / sum(g.numel() // members for g in grads)
             else:
-                mean = torch.stack([g.abs().mean() for g in grads]).mean()
+                mean = torch.stack([magnitudes(g).mean(1) for g in grads]).mean(0)
             ratios.append(max_r / (scale * mean))
-        return torch.stack(ratios)
+        return torch.stack(ratios).reshape(self.lambdas.shape)
 
     def update(self, grad_r, grads_terms):
         """λ ← (1 − α) λ + α λ̂, in place on the device."""

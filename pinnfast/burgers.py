@@ -19,9 +19,10 @@ FIRST, SECOND = (0, 1, 2), (0, 1)
 
 
 def residuals_from_jets(jets, nu):
-    """``(r_u, r_v)`` as an ``(N, 2)`` tensor from jets of shape ``(6, N, 2)`` laid out as FIRST, SECOND."""
+    """``(r_u, r_v)`` as an ``(N, 2)`` tensor from jets of shape ``(6, N, 2)`` laid out as FIRST, SECOND (an
+    ensemble's: ``(K, N, 2)`` from ``(6, K, N, 2)``, with ν of shape ``(K, 1, 1)``)."""
     value, d_x, d_y, d_t, d_xx, d_yy = jets
-    u, v = value[:, 0:1], value[:, 1:2]
+    u, v = value[..., 0:1], value[..., 1:2]
     return d_t + u * d_x + v * d_y - nu * (d_xx + d_yy)
 
 
@@ -34,18 +35,28 @@ def burgers_residuals(model, x, nu, backend="torch", **options):
 class BurgersInverse(Problem):
     """Burgers with unknown viscosity: a network for (u, v), ν learned as ``log ν`` (stays positive), and the
     observations. Each batch: ``n_collocation`` uniform points in the box and ``batch_size`` observations
-    (all of them when there are fewer)."""
+    (all of them when there are fewer).
+
+    An ensemble network (``members=K``) gets one ν per member, its own collocation points, and its own bootstrap
+    resample of the observations (drawn once from ``bootstrap_seed``), so that the members' spread of ν measures
+    how well these data determine ν. Losses are then per member, shape ``(K,)``."""
 
     term_names = ("d",)
     in_dim, out_dim = 3, 2
 
     def __init__(self, network, nu_init, observed_x=None, observed_uv=None, box=None, n_collocation=512,
-                 batch_size=512):
+                 batch_size=512, bootstrap_seed=0):
         box = box if box is not None else ((0.0, 0.0, 0.0), (1.0, 1.0, 1.0))
         super().__init__(network, box[0], box[1])
         if not nu_init > 0 or not math.isfinite(nu_init):
             raise PinnfastError(f"the initial viscosity must be a positive number, got {nu_init}")
-        self.log_nu = nn.Parameter(torch.tensor(math.log(nu_init)))
+        self.members = network.members
+        shape = () if self.members is None else (self.members,)
+        self.log_nu = nn.Parameter(torch.full(shape, math.log(nu_init)))
+        if self.members is not None and observed_x is not None:
+            resample = torch.Generator().manual_seed(bootstrap_seed)
+            index = torch.randint(observed_x.shape[0], (self.members, observed_x.shape[0]), generator=resample)
+            observed_x, observed_uv = observed_x[index], observed_uv[index]  # (K, n, ·)
         self.register_buffer("observed_x", observed_x, persistent=False)
         self.register_buffer("observed_uv", observed_uv, persistent=False)
         self.n_collocation, self.batch_size = n_collocation, batch_size
@@ -58,30 +69,41 @@ class BurgersInverse(Problem):
         return [self.log_nu]
 
     def logged(self):
-        return {"nu": self.nu.detach()}
+        if self.members is None:
+            return {"nu": self.nu.detach()}
+        nu = self.nu.detach()
+        return {"nu": nu.mean(), **{f"nu_{k}": nu[k] for k in range(self.members)}}
 
     def sample(self, generator):
-        collocation = uniform(generator, self.n_collocation, self.lo, self.hi)
-        n_obs = self.observed_x.shape[0]
+        lead = () if self.members is None else (self.members,)
+        collocation = uniform(generator, math.prod(lead) * self.n_collocation, self.lo, self.hi)
+        collocation = collocation.reshape(*lead, self.n_collocation, 3)
+        n_obs = self.observed_x.shape[-2]
         if self.batch_size >= n_obs:
             return {"collocation": collocation, "x": self.observed_x, "uv": self.observed_uv}
-        index = torch.randint(n_obs, (self.batch_size,), generator=generator, device=self.observed_x.device)
-        return {"collocation": collocation, "x": self.observed_x[index], "uv": self.observed_uv[index]}
+        index = torch.randint(n_obs, (*lead, self.batch_size), generator=generator, device=self.observed_x.device)
+        if self.members is None:
+            return {"collocation": collocation, "x": self.observed_x[index], "uv": self.observed_uv[index]}
+        rows = torch.arange(self.members, device=index.device)[:, None]
+        return {"collocation": collocation, "x": self.observed_x[rows, index], "uv": self.observed_uv[rows, index]}
 
     def data_fit(self, chunk=1 << 16):
-        """Root-mean-square misfit of u and v over all observations (chunked: observation sets may be large)."""
+        """Root-mean-square misfit of u and v over all observations (chunked: observation sets may be large);
+        an ensemble's over its members' own resamples."""
         if self.observed_x is None:
             return {}
-        squares = sum((self.network(x) - uv).square().sum(0) for x, uv in
-                      zip(self.observed_x.split(chunk), self.observed_uv.split(chunk)))
-        rmse = (squares / self.observed_x.shape[0]).sqrt().tolist()
+        squares = sum((self.network(x) - uv).square().flatten(0, -2).sum(0) for x, uv in
+                      zip(self.observed_x.split(chunk, -2), self.observed_uv.split(chunk, -2)))
+        rmse = (squares / self.observed_x.shape[:-1].numel()).sqrt().tolist()
         return {"rmse_u": rmse[0], "rmse_v": rmse[1]}
 
     def losses(self, batch):
-        """``L_r = mean(r_u²) + mean(r_v²)`` at the collocation points and ``L_d = mean(|uv − uv_obs|²)``."""
-        residual, _ = burgers_residuals(self.network, batch["collocation"], self.nu)
-        loss_r = residual.square().mean(0).sum()
-        loss_d = (self.network(batch["x"]) - batch["uv"]).square().sum(1).mean()
+        """``L_r = mean(r_u²) + mean(r_v²)`` at the collocation points and ``L_d = mean(|uv − uv_obs|²)``
+        (per member for an ensemble)."""
+        nu = self.nu if self.members is None else self.nu[:, None, None]
+        residual, _ = burgers_residuals(self.network, batch["collocation"], nu)
+        loss_r = residual.square().mean(-2).sum(-1)
+        loss_d = (self.network(batch["x"]) - batch["uv"]).square().sum(-1).mean(-1)
         return loss_r, [loss_d]
 
 
@@ -95,26 +117,58 @@ def exact_solution(x, y, t, nu):
     return 0.75 - 0.25 * s, 0.75 + 0.25 * s
 
 
-class ExactBurgers(FunctionModule):
-    """The exact solution as a module ``(N, 3) → (N, 2)``, so it can go through the ``autograd`` jets."""
+# Cole–Hopf: u = −2ν ∂x log φ, v = −2ν ∂y log φ solve Burgers whenever φ_t = ν Δφ. With
+# φ = 1 + Σ_j exp(a_j), a_j = (−m_j · (x − c) + |m_j|² (t − c_t) / 2) / (2ν), the velocity is the
+# softmax-weighted mix of the states 0, m_1, m_2: two fronts of width ~2ν/|m_j| that pass through the centre c at t = c_t.
+COLE_HOPF_STATES = ((0.25, 0.1), (-0.1, 0.25))
 
-    def __init__(self, nu):
+
+def cole_hopf_solution(x, y, t, nu, center=(0.0, 0.0, 0.5)):
+    """A two-front 2D Cole–Hopf field centred on ``center`` (numpy arrays or torch tensors); exact for Burgers."""
+    lib = torch if torch.is_tensor(x) else np
+    exponents = [0 * x] + [(-(mx * (x - center[0]) + my * (y - center[1])) + (mx * mx + my * my) * (t - center[2]) / 2)
+                           / (2 * nu) for mx, my in COLE_HOPF_STATES]
+    a = lib.stack(exponents)
+    w = lib.exp(a - a.max(0)[0] if lib is torch else a - a.max(0))
+    w = w / w.sum(0)
+    u = sum(w[1 + j] * mx for j, (mx, _) in enumerate(COLE_HOPF_STATES))
+    v = sum(w[1 + j] * my for j, (_, my) in enumerate(COLE_HOPF_STATES))
+    return u, v
+
+
+FIELDS = ("wave", "cole-hopf")
+
+
+def exact_field(field, x, y, t, nu, box):
+    """(u, v) of an exact solution by name: Fletcher's ``wave`` or the ``cole-hopf`` fronts centred in ``box``."""
+    if field == "wave":
+        return exact_solution(x, y, t, nu)
+    if field == "cole-hopf":
+        return cole_hopf_solution(x, y, t, nu, [(lo + hi) / 2 for lo, hi in zip(*box)])
+    raise PinnfastError(f"unknown field {field!r}; choose one of {', '.join(FIELDS)}")
+
+
+class ExactBurgers(FunctionModule):
+    """An exact solution as a module ``(N, 3) → (N, 2)``, so it can go through the ``autograd`` jets."""
+
+    def __init__(self, nu, field="wave", box=None):
         super().__init__(self._solution, 3, 2)
-        self.nu = nu
+        self.nu, self.field, self.box = nu, field, DEMO_BOX if box is None else box
 
     def _solution(self, points):
-        u, v = exact_solution(points[:, 0], points[:, 1], points[:, 2], self.nu)
+        u, v = exact_field(self.field, points[:, 0], points[:, 1], points[:, 2], self.nu, self.box)
         return torch.stack([u, v], 1)
 
 
 DEMO_BOX = ((-1.0, -1.0, 0.0), (1.0, 1.0, 1.0))
 
 
-def make_observations(nu, n, noise=0.0, seed=0, box=DEMO_BOX):
+def make_observations(nu, n, noise=0.0, seed=0, box=DEMO_BOX, field="wave"):
     """``n`` uniform random points in ``box`` with exact (u, v) plus Gaussian noise of ``noise`` × std(u, v).
 
     The default box, x, y ∈ [−1, 1] and t ∈ [0, 1], holds the whole front for ν from 0.01 to 0.1, so that the
-    curvature that identifies ν is in the data.
+    curvature that identifies ν is in the data. ``field``: ``wave`` (Fletcher) or ``cole-hopf`` (two fronts
+    through the box centre).
     """
     if not nu > 0:
         raise PinnfastError(f"--nu must be positive, got {nu}")
@@ -122,10 +176,12 @@ def make_observations(nu, n, noise=0.0, seed=0, box=DEMO_BOX):
         raise PinnfastError(f"--n must be at least 10, got {n}")
     if not noise >= 0:
         raise PinnfastError(f"--noise must be >= 0, got {noise}")
-    rng = np.random.default_rng(seed)
     lo, hi = np.asarray(box[0], float), np.asarray(box[1], float)
+    if lo.shape != (3,) or hi.shape != (3,) or not np.all(hi > lo):
+        raise PinnfastError(f"--box needs lo and hi for x, y, t with hi > lo, got lo={lo.tolist()}, hi={hi.tolist()}")
+    rng = np.random.default_rng(seed)
     points = lo + (hi - lo) * rng.random((n, 3))
-    u, v = exact_solution(points[:, 0], points[:, 1], points[:, 2], nu)
+    u, v = exact_field(field, points[:, 0], points[:, 1], points[:, 2], nu, (lo, hi))
     u = u + noise * u.std() * rng.standard_normal(n)
     v = v + noise * v.std() * rng.standard_normal(n)
     return {"x": points[:, 0], "y": points[:, 1], "t": points[:, 2], "u": u, "v": v}

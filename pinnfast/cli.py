@@ -1,5 +1,6 @@
 """``pinnfast`` command line: make synthetic Burgers data, infer ν from observations, use the trained run."""
 import argparse
+import dataclasses
 import shlex
 import sys
 import warnings
@@ -8,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from ._version import __version__
-from .burgers import BurgersInverse, make_observations
+from .burgers import DEMO_BOX, FIELDS, BurgersInverse, make_observations
 from .data import (DEFAULT_DATA_NU, default_data_path, load_observations, load_table, parse_column_map,
                    save_observations)
 from .errors import PinnfastError, PinnfastWarning
@@ -19,7 +20,7 @@ DEFAULTS = TrainConfig()
 INTERRUPTED = 130  # the shell's code for a run stopped by Ctrl-C
 # Options that define a run: with --resume they must match the checkpoint (flag: config field).
 RUN_OPTIONS = {"--model": "model", "--seed": "seed", "--nu-init": "nu_init", "--width": "width", "--depth": "depth",
-               "--collocation": "n_collocation", "--batch-size": "batch_size"}
+               "--collocation": "n_collocation", "--batch-size": "batch_size", "--ensemble": "ensemble"}
 WARMUP_NOTE = (f"ν is held at --nu-init for the first {DEFAULTS.nu_warmup} steps (warm-up: the network first fits "
                f"the data), and the reported ν is the mean ± standard deviation over the last "
                f"{DEFAULTS.average_last} steps after the warm-up, so a run needs at least "
@@ -49,6 +50,16 @@ def _checked(convert, accept, expected):
 _positive_int = _checked(int, lambda value: value >= 1, "an integer >= 1")
 _seed = _checked(int, lambda value: 0 <= value < 2 ** 63, "an integer from 0 to 2**63 - 1")
 _positive_float = _checked(float, lambda value: 0 < value < float("inf"), "a positive number")
+_fraction = _checked(float, lambda value: 0 < value < 1, "a number between 0 and 1, e.g. 0.01 for 1 %")
+
+
+def _six_numbers(text):
+    values = [float(c) for c in text.split(",")]
+    return (values[:3], values[3:]) if len(values) == 6 else None
+
+
+_box = _checked(_six_numbers, lambda box: all(-float("inf") < lo < hi < float("inf") for lo, hi in zip(*box)),
+                "six numbers x0,y0,t0,x1,y1,t1 with x0 < x1, y0 < y1, t0 < t1")
 
 
 def _parser():
@@ -56,14 +67,20 @@ def _parser():
     parser.add_argument("--version", action="version", version=f"pinnfast {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
 
-    make = commands.add_parser("make-data", help="write observations of the exact 2D Burgers travelling wave",
-                               description="Sample n uniform points with x, y in [-1, 1] and t in [0, 1] and write the "
-                                           "exact (u, v) of Fletcher's travelling wave, with optional Gaussian noise.")
+    make = commands.add_parser("make-data", help="write observations of an exact 2D Burgers solution",
+                               description="Sample n uniform points in a box (default x, y in [-1, 1], t in [0, 1]) "
+                                           "and write the exact (u, v) of Fletcher's travelling wave or of a "
+                                           "two-front Cole-Hopf field, with optional Gaussian noise.")
     make.add_argument("--nu", type=_positive_float, required=True, help="true viscosity ν (> 0)")
     make.add_argument("--n", type=int, default=2000, help="number of points (default 2000, at least 10)")
     make.add_argument("--noise", type=float, default=0.0,
                       help="noise level σ: u and v get σ·std(u), σ·std(v) Gaussian noise (default 0)")
     make.add_argument("--seed", type=_seed, default=0, help="random seed (default 0)")
+    make.add_argument("--field", choices=FIELDS, default="wave",
+                      help="wave: Fletcher's travelling wave; cole-hopf: two fronts through the box centre, of "
+                           "width about 8 nu (default wave)")
+    make.add_argument("--box", type=_box, default=DEMO_BOX,
+                      help="x0,y0,t0,x1,y1,t1: the sampled box (default -1,-1,0,1,1,1)")
     make.add_argument("--out", required=True, help="output file, .npz or .csv (its folder must exist)")
 
     infer = commands.add_parser("infer", help="infer the viscosity ν from (x, y, t, u, v) observations",
@@ -95,6 +112,18 @@ def _parser():
                        help=f"collocation points drawn per step (default {DEFAULTS.n_collocation})")
     infer.add_argument("--batch-size", type=_positive_int,
                        help=f"observations per step (default {DEFAULTS.batch_size})")
+    infer.add_argument("--max-steps", type=_positive_int,
+                       help="while ν still moves at --steps (by more than --tol/4 between the halves of its averaging "
+                            "window), the target is raised by half at a time up to this many steps (default 3 × "
+                            "--steps; equal to --steps: never)")
+    infer.add_argument("--ensemble", type=_positive_int,
+                       help="train K independently initialised networks, each with its own ν, collocation points "
+                            "and bootstrap resample of the data, as one batched model, and report ν as their mean "
+                            "± spread (default 1: one network)")
+    infer.add_argument("--tol", type=_fraction,
+                       help="relative accuracy wanted of ν: a larger ensemble spread, or a drift of ν within the "
+                            "averaging window larger than a quarter of it, gives the warning that ν is not identified "
+                            f"well by the data (default {DEFAULTS.tol})")
     infer.add_argument("--device", choices=DEVICES, default="auto",
                        help="auto picks the GPU when there is one, else the CPU (default auto)")
     infer.add_argument("--resume", action="store_true",
@@ -126,6 +155,7 @@ def _parser():
     field.add_argument("--out", required=True, help="output folder (created if missing)")
     field.add_argument("--times", type=float, nargs="+", help="times t (default: start, middle, end of the domain)")
     field.add_argument("--grid", type=int, default=200, help="points per axis (default 200)")
+    field.add_argument("--member", type=int, help="for an ensemble run (--ensemble): the member to evaluate")
     field.add_argument("--exact-nu", type=_positive_float,
                        help="viscosity of the exact travelling wave behind the data, to map the error too")
     field.add_argument("--device", choices=DEVICES, default="auto", help="auto, cpu or cuda (default auto)")
@@ -193,9 +223,17 @@ def _residual_field(args):
 
     out = _output_folder(args.out)
     run = _burgers_run(args)
-    lo, hi = domain_box(run.network)
+    problem = run.problem
+    if run.network.members is not None:  # an ensemble: the field of one member, with its own ν
+        if args.member is None:
+            raise PinnfastError(f"{args.run} is an ensemble of {run.network.members} networks; choose one with "
+                                f"--member 0 to {run.network.members - 1}")
+        problem = BurgersInverse(run.network.member(args.member), run.problem.nu[args.member].item())
+    elif args.member is not None:
+        raise PinnfastError(f"--member applies to ensemble runs; {args.run} is one network")
+    lo, hi = domain_box(problem.network)
     times = args.times or [lo[2], (lo[2] + hi[2]) / 2, hi[2]]
-    field = residual_field(run.problem, times, args.grid, args.exact_nu)
+    field = residual_field(problem, times, args.grid, args.exact_nu)
     out.mkdir(parents=True, exist_ok=True)
     np.savez(out / "field.npz", **field)
     plot_field(field, out / "field.png")
@@ -225,7 +263,7 @@ def _predict(args):
                       PinnfastWarning)
     device = next(run.network.parameters()).device
     with torch.no_grad():
-        uv = torch.cat([run.network(chunk.to(device)).cpu() for chunk in
+        uv = torch.cat([run.uv(chunk.to(device)).cpu() for chunk in
                         torch.tensor(xyt, dtype=torch.float32).split(1 << 16)]).double().numpy()
     save_observations(out, dict(points, u=uv[:, 0], v=uv[:, 1]))
     print(f"wrote u, v at {len(xyt)} points to {out} (run {args.run}, nu = {run.nu:.6g})")
@@ -233,9 +271,10 @@ def _predict(args):
 
 def _make_data(args):
     out = _output_file(args.out)
-    columns = make_observations(args.nu, args.n, args.noise, args.seed)
+    columns = make_observations(args.nu, args.n, args.noise, args.seed, args.box, args.field)
     save_observations(out, columns)
-    print(f"wrote {args.n} observations (nu={args.nu}, noise={args.noise}) to {out}")
+    box = ",".join(f"{v:g}" for v in (*args.box[0], *args.box[1]))
+    print(f"wrote {args.n} observations ({args.field}, nu={args.nu}, noise={args.noise}, box {box}) to {out}")
 
 
 def _dest(flag):
@@ -250,7 +289,7 @@ def _resume_state(args, out):
     if args.columns and not args.data:
         raise PinnfastError("--columns describes a --data file; give both, or neither to use the run's own data")
     state = load_checkpoint(out)
-    config = state["config"]
+    config = dataclasses.asdict(TrainConfig(**state["config"]))  # fields added since the run have their defaults
     if config["problem"] != "burgers":
         raise PinnfastError(f"{out} holds a {config['problem']} run (from `pinnfast reproduce`); `infer --resume` "
                             "continues Burgers runs only")
@@ -277,11 +316,13 @@ def _infer(args):
     if args.resume:
         trainer = Trainer.resume(observations, out, args.device, steps=args.steps, data_path=data, columns=columns,
                                  nu_true=args.nu_true)
-        if args.checkpoint_every is not None:
-            trainer.config.checkpoint_every = args.checkpoint_every  # changes when files are written, not the run
+        for name in ("checkpoint_every", "tol", "max_steps"):  # when to write, warn, stop: not the run itself
+            if getattr(args, name) is not None:
+                setattr(trainer.config, name, getattr(args, name))
+        trainer.config.validate()
     else:
         given = {field: getattr(args, _dest(flag)) for flag, field in RUN_OPTIONS.items()}
-        given.update(steps=args.steps, checkpoint_every=args.checkpoint_every)
+        given.update(steps=args.steps, checkpoint_every=args.checkpoint_every, tol=args.tol, max_steps=args.max_steps)
         config = TrainConfig(**{field: value for field, value in given.items() if value is not None})
         shipped = args.data is None and args.nu_true is None
         trainer = Trainer(observations, config, out, args.device, data_path=data, columns=columns,
@@ -318,8 +359,13 @@ def _nu_message(result):
         return (f"nu = {result['nu']:.6g}: ν was held at its initial value for the whole run (warm-up of "
                 f"{result['nu_warmup']} steps); train longer")
     first, last = result["nu_window"]
-    text = (f"nu = {result['nu']:.6g} ± {result['nu_std']:.2g} (mean ± std over steps {first}–{last}, after a "
-            f"{result['nu_warmup']}-step warm-up; last iterate {result['nu_last']:.6g})")
+    if "nu_spread" in result:
+        text = (f"nu = {result['nu']:.6g} ± {result['nu_spread']:.2g} (mean ± std of {len(result['nu_members'])} "
+                f"ensemble members, each averaged over steps {first}–{last} after a {result['nu_warmup']}-step "
+                "warm-up)")
+    else:
+        text = (f"nu = {result['nu']:.6g} ± {result['nu_std']:.2g} (mean ± std over steps {first}–{last}, after "
+                f"a {result['nu_warmup']}-step warm-up; last iterate {result['nu_last']:.6g})")
     if "nu_true" in result:
         text += f"; true {result['nu_true']:.6g}: error {100 * result['nu_error']:+.2f} %"
     return text

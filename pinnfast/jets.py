@@ -1,7 +1,8 @@
 """Forward-mode Taylor propagation ("jets"): the rules of MATH.md, once, in plain torch ops.
 
 A jet is a tensor of shape ``(1 + F + S, N, W)``: channel 0 the value, channels ``1..F`` first derivatives along
-the spec's propagated directions, then ``S`` pure second derivatives. Every model, the ``torch`` backend and the
+the spec's propagated directions, then ``S`` pure second derivatives (an ensemble's jets carry its member axis
+after the channel: ``(1 + F + S, K, N, W)``). Every model, the ``torch`` backend and the
 docs use these functions; the Triton kernels implement the same rules and are tested against ``autograd``.
 """
 from dataclasses import dataclass
@@ -58,18 +59,20 @@ VALUE_ONLY = JetSpec((), ())
 
 
 def input_jet(x, scale, shift, linear, spec):
-    """Jet of ``z = x̃ W + b`` with ``x̃ = x * scale + shift``: ``z_i = scale_i W[i, :]``, ``z_ii = 0``."""
-    value = (x * scale + shift) @ linear.weight.T + linear.bias
-    n, width = value.shape
+    """Jet of ``z = x̃ W + b`` with ``x̃ = x * scale + shift``: ``z_i = scale_i W[i, :]``, ``z_ii = 0``.
+
+    ``linear`` is an ``nn.Linear`` or a :class:`~pinnfast.models.MemberLinear` (an ensemble: a leading member
+    axis on the weights, the value and every channel)."""
+    value = (x * scale + shift) @ linear.weight.mT + linear.bias
     dirs = list(spec.dirs)
-    first = (linear.weight.T[dirs] * scale[dirs, None]).unsqueeze(1).expand(len(dirs), n, width)
-    second = value.new_zeros(()).expand(len(spec.second), n, width)
-    return torch.cat([value.unsqueeze(0), first, second], 0)
+    first = (linear.weight.mT[..., dirs, :] * scale[dirs, None]).movedim(-2, 0).unsqueeze(-2)
+    second = value.new_zeros(()).expand(len(spec.second), *value.shape)
+    return torch.cat([value.unsqueeze(0), first.expand(len(dirs), *value.shape), second], 0)
 
 
 def linear_jet(jet, linear):
     """``z = h W + b``; every derivative channel shares ``W`` and gets no bias."""
-    z = jet @ linear.weight.T
+    z = jet @ linear.weight.mT
     return torch.cat([(z[0] + linear.bias).unsqueeze(0), z[1:]], 0)
 
 
@@ -105,11 +108,15 @@ def taylor_jets(model, x, first=(0, 1, 2), second=(0, 1), backend="torch", **opt
     ``second``. Backends: ``"autograd"`` (nested ``torch.autograd.grad``, the reference), ``"torch"`` (forward
     Taylor propagation in torch ops), ``"triton"`` (fused kernel; ``options`` such as ``precision`` go to it) and
     ``"auto"`` (triton on CUDA, torch elsewhere). All are differentiable with respect to the model's parameters.
+    An ensemble (``members=K``) takes ``x`` of shape ``(N, in)`` or ``(K, N, in)`` and gives ``(C, K, N, out)``.
     """
     if backend not in BACKENDS:
         raise PinnfastError(f"unknown jets backend {backend!r}; choose one of {', '.join(BACKENDS)}")
-    if x.dim() != 2 or x.shape[1] != model.in_dim:
-        raise PinnfastError(f"x must have shape (N, {model.in_dim}), got {tuple(x.shape)}")
+    members = getattr(model, "members", None)
+    per_member_points = x.dim() == 3 and members is not None and x.shape[0] == members
+    if not (x.dim() == 2 or per_member_points) or x.shape[-1] != model.in_dim:
+        per_member = f" or ({members}, N, {model.in_dim})" if members is not None else ""
+        raise PinnfastError(f"x must have shape (N, {model.in_dim}){per_member}, got {tuple(x.shape)}")
     spec = JetSpec.build(first, second, model.in_dim)
     if backend == "auto":
         backend = "triton" if x.is_cuda else "torch"
@@ -125,14 +132,17 @@ def taylor_jets(model, x, first=(0, 1, 2), second=(0, 1), backend="torch", **opt
 
 def autograd_jets(model, x, spec):
     """Reference jets by nested reverse mode (``create_graph=True``, so they stay differentiable)."""
-    x = x.detach().requires_grad_(True)
+    members = getattr(model, "members", None)
+    if members is not None and x.dim() == 2:  # one copy of the points per member: member k's derivatives only
+        x = x.expand(members, *x.shape)
+    x = x.detach().clone().requires_grad_(True)
     y = model(x)
-    channels = [y] + [[None] * y.shape[1] for _ in range(len(spec.first) + len(spec.second))]
-    for o in range(y.shape[1]):
-        grad = torch.autograd.grad(y[:, o].sum(), x, create_graph=True)[0]
+    channels = [y] + [[None] * y.shape[-1] for _ in range(len(spec.first) + len(spec.second))]
+    for o in range(y.shape[-1]):
+        grad = torch.autograd.grad(y[..., o].sum(), x, create_graph=True)[0]
         for k, i in enumerate(spec.first):
-            channels[1 + k][o] = grad[:, i]
+            channels[1 + k][o] = grad[..., i]
         for k, i in enumerate(spec.second):
-            second = torch.autograd.grad(grad[:, i].sum(), x, create_graph=True)[0]
-            channels[1 + len(spec.first) + k][o] = second[:, i]
-    return torch.stack([channels[0]] + [torch.stack(c, 1) for c in channels[1:]])
+            second = torch.autograd.grad(grad[..., i].sum(), x, create_graph=True)[0]
+            channels[1 + len(spec.first) + k][o] = second[..., i]
+    return torch.stack([channels[0]] + [torch.stack(c, -1) for c in channels[1:]])

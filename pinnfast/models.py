@@ -1,7 +1,12 @@
 """The networks: plain tanh MLP (M1/M2) and the paper's modified MLP (M3/M4), both propagating jets.
 
 ``forward(x)`` is the value channel of :meth:`taylor`, so the value and its derivatives come from one code path.
+``members=K`` makes an ensemble: K independently initialised networks of the same shape evaluated as one batched
+model (weights with a leading member axis; points ``(N, in)`` shared or ``(K, N, in)`` per member; outputs
+``(K, N, out)``).
 """
+import math
+
 import torch
 from torch import nn
 
@@ -9,7 +14,19 @@ from .errors import PinnfastError
 from .jets import VALUE_ONLY, gate_jet, input_jet, linear_jet, tanh_jet
 
 
-def _xavier_linear(fan_in, fan_out):
+class MemberLinear(nn.Module):
+    """``members`` independent linear layers applied at once: weight ``(K, out, in)``, bias ``(K, 1, out)``."""
+
+    def __init__(self, fan_in, fan_out, members):
+        super().__init__()
+        std = math.sqrt(2.0 / (fan_in + fan_out))  # Xavier normal, per member
+        self.weight = nn.Parameter(torch.randn(members, fan_out, fan_in) * std)
+        self.bias = nn.Parameter(torch.zeros(members, 1, fan_out))
+
+
+def _xavier_linear(fan_in, fan_out, members=None):
+    if members is not None:
+        return MemberLinear(fan_in, fan_out, members)
     layer = nn.Linear(fan_in, fan_out)
     nn.init.xavier_normal_(layer.weight)
     nn.init.zeros_(layer.bias)
@@ -19,12 +36,15 @@ def _xavier_linear(fan_in, fan_out):
 class _JetNetwork(nn.Module):
     """Shared shape checks and input normalisation ``x̃ = 2 (x − lo) / (hi − lo) − 1`` per coordinate."""
 
-    def __init__(self, in_dim, out_dim, width, depth, domain):
+    def __init__(self, in_dim, out_dim, width, depth, domain, members=None):
         super().__init__()
         for name, value in (("in_dim", in_dim), ("out_dim", out_dim), ("width", width), ("depth", depth)):
             if int(value) != value or value < 1:
                 raise PinnfastError(f"{type(self).__name__}: {name} must be an integer >= 1, got {value!r}")
+        if members is not None and (int(members) != members or members < 1):
+            raise PinnfastError(f"{type(self).__name__}: members must be an integer >= 1, got {members!r}")
         self.in_dim, self.out_dim, self.width, self.depth = int(in_dim), int(out_dim), int(width), int(depth)
+        self.members = None if members is None else int(members)
         scale, shift = torch.ones(self.in_dim), torch.zeros(self.in_dim)
         if domain is not None:
             lo = torch.as_tensor(domain[0], dtype=torch.float64).reshape(-1)
@@ -40,6 +60,17 @@ class _JetNetwork(nn.Module):
     def forward(self, x):
         return self.taylor(x, VALUE_ONLY)[0]
 
+    def member(self, k):
+        """Member ``k`` of an ensemble as a network of its own (same class, domain and weights)."""
+        if self.members is None or not 0 <= k < self.members:
+            raise PinnfastError(f"member {k} does not exist: this network has "
+                                f"{'no members' if self.members is None else f'members 0 to {self.members - 1}'}")
+        single = type(self)(self.in_dim, self.out_dim, self.width, self.depth).to(self.in_scale)
+        state = {name: value[k].reshape(single.state_dict()[name].shape) if name not in ("in_scale", "in_shift")
+                 else value for name, value in self.state_dict().items()}
+        single.load_state_dict(state)
+        return single
+
     def _input_jet(self, x, linear, spec):
         return input_jet(x, self.in_scale, self.in_shift, linear, spec)
 
@@ -50,11 +81,11 @@ class MLP(_JetNetwork):
     ``depth`` counts the width-to-width layers, as for :class:`ModifiedMLP`, so M1 and M3 have the same widths.
     """
 
-    def __init__(self, in_dim, out_dim, width, depth, domain=None):
-        super().__init__(in_dim, out_dim, width, depth, domain)
-        self.input_layer = _xavier_linear(self.in_dim, self.width)
-        self.hidden = nn.ModuleList(_xavier_linear(self.width, self.width) for _ in range(self.depth))
-        self.output = _xavier_linear(self.width, self.out_dim)
+    def __init__(self, in_dim, out_dim, width, depth, domain=None, members=None):
+        super().__init__(in_dim, out_dim, width, depth, domain, members)
+        self.input_layer = _xavier_linear(self.in_dim, self.width, members)
+        self.hidden = nn.ModuleList(_xavier_linear(self.width, self.width, members) for _ in range(self.depth))
+        self.output = _xavier_linear(self.width, self.out_dim, members)
 
     def taylor(self, x, spec):
         h = tanh_jet(self._input_jet(x, self.input_layer, spec), spec)
@@ -70,13 +101,13 @@ class ModifiedMLP(_JetNetwork):
     ``Z_k = tanh(H_k W_z,k + b_z,k)``, ``H_{k+1} = U + Z_k ⊙ (V − U)``, and a linear output.
     """
 
-    def __init__(self, in_dim, out_dim, width, depth, domain=None):
-        super().__init__(in_dim, out_dim, width, depth, domain)
-        self.encoder_u = _xavier_linear(self.in_dim, self.width)
-        self.encoder_v = _xavier_linear(self.in_dim, self.width)
-        self.input_layer = _xavier_linear(self.in_dim, self.width)
-        self.gates = nn.ModuleList(_xavier_linear(self.width, self.width) for _ in range(self.depth))
-        self.output = _xavier_linear(self.width, self.out_dim)
+    def __init__(self, in_dim, out_dim, width, depth, domain=None, members=None):
+        super().__init__(in_dim, out_dim, width, depth, domain, members)
+        self.encoder_u = _xavier_linear(self.in_dim, self.width, members)
+        self.encoder_v = _xavier_linear(self.in_dim, self.width, members)
+        self.input_layer = _xavier_linear(self.in_dim, self.width, members)
+        self.gates = nn.ModuleList(_xavier_linear(self.width, self.width, members) for _ in range(self.depth))
+        self.output = _xavier_linear(self.width, self.out_dim, members)
 
     def taylor(self, x, spec):
         u = tanh_jet(self._input_jet(x, self.encoder_u, spec), spec)

@@ -154,7 +154,8 @@ def plot_training(metrics_csv, png_path, summary=None):
         ax.legend(fontsize=8)
 
     if "nu" in names:
-        _plot_nu(axes["nu"], steps, _finite(table["nu"]), summary)
+        members = [_finite(table[n]) for n in names if n.startswith("nu_") and n[3:].isdigit()]
+        _plot_nu(axes["nu"], steps, _finite(table["nu"]), summary, members)
     for ax in axes.values():
         _tidy_axes(ax)
     fig.suptitle(_training_title(metrics_csv, summary), fontsize=12)
@@ -179,9 +180,11 @@ def _training_title(metrics_csv, summary):
     return "  ·  ".join(parts)
 
 
-def _plot_nu(ax, steps, nu, summary):
-    """ν against step: warm-up and averaging window shaded, reported ν and truth as lines, a zoomed inset."""
-    nu_true, reported, spread = summary.get("nu_true"), summary.get("nu"), summary.get("nu_std")
+def _plot_nu(ax, steps, nu, summary, members=()):
+    """ν against step: warm-up and averaging window shaded, reported ν and truth as lines, a zoomed inset; an
+    ensemble's members as thin lines, its mean as ν, its spread as the error bar."""
+    nu_true, reported = summary.get("nu_true"), summary.get("nu")
+    spread = summary.get("nu_spread", summary.get("nu_std"))
     warmup, window = summary.get("nu_warmup"), summary.get("nu_window")
     last = steps[-1]
     if warmup:
@@ -191,7 +194,10 @@ def _plot_nu(ax, steps, nu, summary):
         ax.axvspan(window[0] - 0.5, window[1] + 0.5, color="tab:orange", alpha=0.18, lw=0,
                    label="averaging window (" + (f"steps {window[0]}–{window[1]})" if window[1] > window[0] else
                                                   f"step {window[0]})"))
-    ax.plot(steps, nu, color="tab:blue", lw=1, marker="o" if len(nu) < 20 else None, ms=3, label="ν (learned)")
+    for k, member in enumerate(members):
+        ax.plot(steps, member, color="tab:cyan", lw=0.5, alpha=0.6, label="ν of each member" if k == 0 else None)
+    ax.plot(steps, nu, color="tab:blue", lw=1, marker="o" if len(nu) < 20 else None, ms=3,
+            label="ν (members' mean)" if members else "ν (learned)")
     if reported is not None:
         ax.axhline(reported, color="tab:red", lw=1, label="reported " + format_nu(reported, spread))
     if nu_true is not None:

@@ -81,6 +81,7 @@ def reproduce(problem_name, models, out_dir, steps=None, device="auto", seed=0, 
                 label, folder = f"{model}, ν0={nu_init:g}", f"{model}_nu0_{nu_init:g}"
             if steps is not None:
                 settings["steps"] = steps
+            settings["max_steps"] = settings["steps"]  # models compared at the same step count
             plan.append((label, out_dir / problem_name / folder, settings))
             check_claimable(plan[-1][1], overwrite)
     observations, data_path = None, None

@@ -32,6 +32,7 @@ MODELS = {  # name: (network class, annealing)
     "m4": (ModifiedMLP, True),
 }
 DEVICES = ("auto", "cpu", "cuda")
+DRIFT_FRACTION = 0.25  # ν "still moves" when its window halves differ by more than this fraction of tol
 PROBLEMS = ("burgers", "helmholtz", "klein-gordon")
 
 
@@ -46,6 +47,14 @@ class TrainConfig:
     of the untrained network fill Adam's second moment and ν barely moves for thousands of steps. The reported ν is
     the mean over the last ``average_last`` steps after the warm-up (iterate averaging): the stochastic updates make
     the last iterate jitter by about ±0.3 %; the final iterate is reported too, as ``nu_last``.
+
+    ``ensemble`` = K > 1 trains K independently initialised networks, each with its own ν, collocation points and
+    bootstrap resample of the observations, as one batched model; ν is then reported as the members' mean ± their
+    spread. ``tol`` is the relative accuracy asked of ν: a spread larger than ``tol``, or a drift of ν between the
+    halves of its averaging window larger than ``DRIFT_FRACTION × tol``, gives the warning that ν is not
+    identified well by these data. A run whose ν still drifts that much at ``steps`` goes on, its target raised by
+    half at a time, until ν settles or ``max_steps`` (default 3 × ``steps``) is reached: in the regime sweep, runs
+    that ended more than 1 % off were all still creeping towards the truth.
     """
 
     problem: str = "burgers"
@@ -71,6 +80,9 @@ class TrainConfig:
     anneal_weighted: bool = False
     checkpoint_every: int = 100
     average_last: int = 1000
+    ensemble: int = 1
+    tol: float = 0.01
+    max_steps: int = None
 
     def validate(self):
         if self.problem not in PROBLEMS:
@@ -80,11 +92,23 @@ class TrainConfig:
         if not self.nu_init > 0:
             raise PinnfastError(f"--nu-init must be positive, got {self.nu_init}")
         for name in ("steps", "width", "depth", "n_collocation", "batch_size", "checkpoint_every", "decay_steps",
-                     "average_last"):
+                     "average_last", "ensemble"):
             if getattr(self, name) < 1:
                 raise PinnfastError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.nu_warmup < 0:
             raise PinnfastError(f"nu_warmup must be >= 0, got {self.nu_warmup}")
+        if self.max_steps is not None and self.max_steps < self.steps:
+            raise PinnfastError(f"max_steps ({self.max_steps}) must be at least steps ({self.steps})")
+        if not 0 < self.tol < 1:
+            raise PinnfastError(f"tol must be between 0 and 1 (a relative accuracy), got {self.tol}")
+        if self.ensemble > 1 and self.problem != "burgers":
+            raise PinnfastError(f"an ensemble (ensemble={self.ensemble}) is for the inverse problem (burgers), "
+                                f"not {self.problem}")
+
+    @property
+    def members(self):
+        """The network's member count: None for a single network."""
+        return self.ensemble if self.ensemble > 1 else None
 
 
 def resolve_device(device):
@@ -115,7 +139,8 @@ def build_problem(config, observations=None, source="observations"):
         return KleinGordon(network_class(2, 1, config.width, config.depth, domain=((0, 0), (1, 1))),
                            config.n_collocation)
     if observations is None:  # a trained Burgers network for evaluation: the domain comes with its state
-        return BurgersInverse(network_class(3, 2, config.width, config.depth), config.nu_init)
+        return BurgersInverse(network_class(3, 2, config.width, config.depth, members=config.members),
+                              config.nu_init)
     points = np.column_stack([observations[c] for c in ("x", "y", "t")])
     values = np.column_stack([observations[c] for c in ("u", "v")])
     if config.box is None:
@@ -125,10 +150,10 @@ def build_problem(config, observations=None, source="observations"):
         lo, hi = map(np.asarray, config.box)
         if not np.all(hi > lo):
             raise PinnfastError(f"the collocation box needs hi > lo in every coordinate, got lo={lo}, hi={hi}")
-    network = network_class(3, 2, config.width, config.depth, domain=(lo, hi))
+    network = network_class(3, 2, config.width, config.depth, domain=(lo, hi), members=config.members)
     return BurgersInverse(network, config.nu_init, torch.tensor(points, dtype=torch.float32),
                           torch.tensor(values, dtype=torch.float32), (lo, hi), config.n_collocation,
-                          config.batch_size)
+                          config.batch_size, bootstrap_seed=config.seed)
 
 
 class Trainer:
@@ -142,7 +167,10 @@ class Trainer:
 
     def __init__(self, observations, config, out_dir, device="auto", *, data_path=None, columns=None,
                  overwrite=False, nu_true=None):
+        config = dataclasses.replace(config)  # the run's own copy: its target may grow (max_steps)
         config.validate()
+        if config.max_steps is None:
+            config.max_steps = 3 * config.steps  # fixed now: the target grows when ν is still moving
         self.config, self.out_dir, self.device = config, Path(out_dir), resolve_device(device)
         self.overwrite, self.nu_true = overwrite, nu_true
         torch.manual_seed(config.seed)
@@ -164,10 +192,11 @@ class Trainer:
         n_terms = len(self.problem.term_names)
         if MODELS[config.model][1]:
             self.weights = Annealing(n_terms, self.device, config.anneal_period, config.anneal_alpha,
-                                     config.anneal_grads, config.anneal_mean, config.anneal_weighted)
+                                     config.anneal_grads, config.anneal_mean, config.anneal_weighted,
+                                     members=config.members)
             self.selected = self.weights.selected(self.named_params)
         else:
-            self.weights = FixedWeights(n_terms, self.device)
+            self.weights = FixedWeights(n_terms, self.device, members=config.members)
         self.generator = torch.Generator(self.device).manual_seed(config.seed)
         self.step, self.seconds, self.checkpoint_step = 0, 0.0, None
         names = self.problem.term_names
@@ -178,12 +207,12 @@ class Trainer:
     def train_step(self):
         """One optimiser step; returns the step's metrics (device tensor, no host sync) and the learning rate."""
         loss_r, terms = self.problem.losses(self.problem.sample(self.generator))
-        terms = torch.stack(terms)
+        terms = torch.stack(terms)  # (terms,), or (terms, members) for an ensemble
         lam = self.weights.lambdas
         if self.weights.due(self.step):
             self._annealed_gradients(loss_r, terms)
         else:
-            (loss_r + (lam * terms).sum()).backward()
+            (loss_r.sum() + (lam * terms).sum()).backward()  # members are independent: one backward for all
         if self.step < self.config.nu_warmup:
             for p in self.physical:
                 p.grad = None  # physical parameters wait until the network has roughly fitted the data
@@ -192,21 +221,24 @@ class Trainer:
         lr = self.scheduler.get_last_lr()[0]
         self.scheduler.step()
         self.step += 1
-        loss = loss_r.detach() + (lam * terms.detach()).sum()
+        loss = loss_r.detach() + (lam * terms.detach()).sum(0)
+        losses = torch.cat([torch.stack([loss, loss_r.detach()]), terms.detach(), lam.clone()])
+        if self.config.members is not None:
+            losses = losses.mean(-1)  # the members' mean; each member's ν is logged apart
         logged = [value.reshape(1) for value in self.problem.logged().values()]
-        return torch.cat([torch.stack([loss, loss_r.detach()]), terms.detach(), lam.clone(), *logged]), lr
+        return torch.cat([losses, *logged]), lr
 
     def _annealed_gradients(self, loss_r, terms):
         """∇L_r and each ∇L_i by separate reverse passes: they feed Algorithm 1 and then form
         ∇L = ∇L_r + Σ λ_i ∇L_i without a further pass."""
         params = [p for _, p in self.named_params] + self.physical
-        grad_r = _grads(loss_r, params, retain_graph=True)
-        grad_terms = [_grads(term, params, retain_graph=k + 1 < len(terms)) for k, term in enumerate(terms)]
+        grad_r = _grads(loss_r.sum(), params, retain_graph=True)
+        grad_terms = [_grads(term.sum(), params, retain_graph=k + 1 < len(terms)) for k, term in enumerate(terms)]
         self.weights.update([grad_r[k] for k in self.selected],
                             [[grads[k] for k in self.selected] for grads in grad_terms])
         lam = self.weights.lambdas
         for k, p in enumerate(params):
-            p.grad = grad_r[k] + sum(lam[i] * grads[k] for i, grads in enumerate(grad_terms))
+            p.grad = grad_r[k] + sum(_per_member(lam[i], grads[k]) * grads[k] for i, grads in enumerate(grad_terms))
 
     # ----------------------------------------------------------------- the run
     @property
@@ -224,11 +256,11 @@ class Trainer:
             (self.out_dir / RESULT).unlink(missing_ok=True)  # it described the run at an earlier step
         if self.physical:
             self._warn_if_short()
-        steps, pending, seconds_before, started = self.config.steps, [], self.seconds, time.perf_counter()
-        with _progress_bar(steps, self.step, progress) as bar:
-            while self.step < steps:
+        pending, seconds_before, started = [], self.seconds, time.perf_counter()
+        with _progress_bar(self.config.steps, self.step, progress) as bar:
+            while self.step < self.config.steps:
                 pending.append(self.train_step())
-                if self.step % self.config.checkpoint_every == 0 or self.step == steps:
+                if self.step % self.config.checkpoint_every == 0 or self.step == self.config.steps:
                     self.seconds = seconds_before + time.perf_counter() - started
                     rows = self._flush(pending)
                     if bar is not None:
@@ -236,7 +268,28 @@ class Trainer:
                         bar.set_postfix({name: f"{value:.4g}" for name, value in zip(self.metric_names, rows[-1])
                                          if name in ("loss", "nu")})
                     pending = []
-        return self.result()
+                    if self.step == self.config.steps and self._extend() and bar is not None:
+                        bar.total = self.config.steps
+        result = self.result()
+        if result.get("nu_warning"):
+            warnings.warn(result["nu_warning"], PinnfastWarning)
+        return result
+
+    def _extend(self):
+        """At the target, while ν still moves and the cap allows: raise the target by half (10,000 → 15,000 →
+        22,500 → 30,000), saved at once so that a resume continues the extended run. Returns whether it did."""
+        if not self.physical or self.config.steps >= self.config.max_steps:
+            return False
+        drift = self.result()["nu_drift"]
+        if drift is None or abs(drift) <= DRIFT_FRACTION * self.config.tol:
+            return False
+        before = self.config.steps
+        self.config.steps = min(self.config.max_steps, before + max(1, before // 2))
+        warnings.warn(f"ν is still moving at step {before} ({100 * drift:+.2g} % between the halves of its "
+                      f"averaging window): training on to step {self.config.steps} (at most "
+                      f"{self.config.max_steps}, --max-steps)", PinnfastWarning)
+        self.save_checkpoint()
+        return True
 
     def _warn_if_short(self):
         steps, warmup, window = self.config.steps, self.config.nu_warmup, self.config.average_last
@@ -263,6 +316,18 @@ class Trainer:
                 result[name] = float(window[name].mean()) if len(window) else value.item()
                 result[f"{name}_std"] = float(window[name].std()) if len(window) else 0.0
                 result[f"{name}_last"] = value.item()
+                result[f"{name}_drift"] = _drift(window[name]) if len(window) >= 2 else None
+            if self.config.members is not None:  # one ν per member: their mean is "nu", their spread the error bar
+                names = [f"nu_{k}" for k in range(self.config.members)]
+                members = [result.pop(name) for name in names]
+                drifts = [result.pop(name + "_drift") for name in names]
+                for name in names:
+                    for suffix in ("_std", "_last"):
+                        result.pop(name + suffix)
+                result.update(nu=float(np.mean(members)), nu_members=members,
+                              nu_spread=float(np.std(members, ddof=1)),
+                              nu_drift=None if drifts[0] is None else max(drifts, key=abs))  # the most moving member
+            result["nu_warning"] = self._identification_warning(result)
             if self.nu_true is not None:
                 result.update(nu_true=self.nu_true, nu_error=(result["nu"] - self.nu_true) / self.nu_true)
         if table is not None:
@@ -274,6 +339,29 @@ class Trainer:
             result.update(data=self.data["path"], data_sha256=self.data["sha256"])
         result["version"] = __version__
         return result
+
+    def _identification_warning(self, result):
+        """Why the reported ν may be off by more than ``tol``, or None: the ensemble's members disagree by more
+        than ``tol``, or ν still moved by more than ``tol / 4`` between the two halves of its averaging window. In
+        the regime sweep (BENCHMARKS.md) ν was still creeping towards the truth in every run that ended more than
+        1 % off, by 0.3–0.6 % per half window, while runs within 1 % had settled to 0.1 % or less."""
+        tol, reasons, advice = self.config.tol, [], []
+        if result.get("nu_spread", 0.0) > tol * result["nu"]:
+            reasons.append(f"the {self.config.ensemble} ensemble members disagree by ±"
+                           f"{100 * result['nu_spread'] / result['nu']:.2g} % (standard deviation)")
+            advice.append("more data, or less noisy data")
+        if result["nu_drift"] is not None and abs(result["nu_drift"]) > DRIFT_FRACTION * tol:
+            first, last = result["nu_window"]
+            reasons.append(f"ν was still moving ({100 * result['nu_drift']:+.2g} % between the halves of its "
+                           f"averaging window, steps {first}–{last})")
+            advice.append("more steps (resume the run with a higher --steps)")
+        if not reasons:
+            return None
+        if self.config.members is None:
+            advice.append("an ensemble (--ensemble 4) to see the spread")
+        return (f"ν is not identified well by these data: {' and '.join(reasons)}, against the requested accuracy "
+                f"of {100 * tol:g} % (tol); treat ν = {result['nu']:.4g} as uncertain to that extent, and try "
+                f"{' or '.join(advice)}")
 
     def _flush(self, pending):
         """Bring buffered metrics to the host: stop on a non-finite loss, else append the CSV and checkpoint."""
@@ -316,6 +404,8 @@ class Trainer:
                                 "run's data, so a resume cannot check it; start a new run")
         config = TrainConfig(**state["config"])
         config.steps = resume_target(state, steps, out_dir)
+        if config.max_steps is not None and config.max_steps < config.steps:
+            config.max_steps = config.steps  # a target raised by hand: no further extension past it
         recorded = state["data"]
         if observations is None and recorded is not None:
             if recorded["path"] is None:
@@ -364,17 +454,23 @@ class Run:
     def network(self):
         return self.problem.network
 
+    def uv(self, points):
+        """(u, v) at ``points`` ``(N, 3)``: the network's, or an ensemble's mean over its members."""
+        uv = self.network(points)
+        return uv if self.network.members is None else uv.mean(0)
+
     @property
     def nu(self):
         """The reported ν (mean over the averaging window) when result.json describes this checkpoint, else the
-        checkpoint's last iterate (e.g. an interrupted run)."""
+        checkpoint's last iterate (e.g. an interrupted run; an ensemble's members' mean)."""
         if not hasattr(self.problem, "nu"):
             return None
-        return self.result["nu"] if "nu" in self.result else self.problem.nu.item()
+        return self.result["nu"] if "nu" in self.result else self.problem.nu.detach().mean().item()
 
 
 def load_run(run_dir, device="cpu"):
-    """The trained run in ``run_dir``: ``run.network(points)`` gives (u, v), ``run.nu`` the inferred ν."""
+    """The trained run in ``run_dir``: ``run.uv(points)`` gives (u, v) (an ensemble's mean), ``run.nu`` the
+    inferred ν, ``run.network`` the network (an ensemble's: outputs ``(K, N, 2)``)."""
     state = load_checkpoint(run_dir)
     config = TrainConfig(**state["config"])
     problem = build_problem(config)
@@ -392,6 +488,18 @@ def _progress_bar(total, initial, enabled):
         return contextlib.nullcontext()
     from tqdm import tqdm
     return tqdm(total=total, initial=initial, desc="pinnfast", unit="step")
+
+
+def _drift(values):
+    """How far a value still moved over its averaging window: the mean of the window's second half minus that of
+    its first half, relative to the whole window's mean (0 when it has settled; the sign says which way)."""
+    half = len(values) // 2
+    return float((values[half:].mean() - values[:half].mean()) / abs(values.mean()))
+
+
+def _per_member(value, like):
+    """A per-member value ``(K,)`` shaped to scale a member-stacked tensor ``(K, ...)``; a scalar as it is."""
+    return value if value.dim() == 0 else value.reshape(-1, *[1] * (like.dim() - 1))
 
 
 def _grads(loss, params, retain_graph=False):

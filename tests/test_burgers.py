@@ -9,10 +9,13 @@ from conftest import relative_error
 from helpers import random_model, random_points
 
 
+@pytest.mark.parametrize("field, box", [("wave", pf.burgers.DEMO_BOX),
+                                        ("cole-hopf", ((2.0, -3.0, 1.0), (2.5, -2.0, 2.0)))])
 @pytest.mark.parametrize("nu", [0.01, 0.03, 0.1])
-def test_exact_solution_has_zero_residual(nu, rng):
-    points = torch.rand(200, 3, generator=rng, dtype=torch.float64)
-    jets = pf.taylor_jets(pf.ExactBurgers(nu), points, FIRST, SECOND, backend="autograd")
+def test_exact_solution_has_zero_residual(nu, field, box, rng):
+    lo, hi = torch.tensor(box, dtype=torch.float64)
+    points = lo + (hi - lo) * torch.rand(200, 3, generator=rng, dtype=torch.float64)
+    jets = pf.taylor_jets(pf.ExactBurgers(nu, field, box), points, FIRST, SECOND, backend="autograd")
     residual = residuals_from_jets(jets, nu)
     scale = jets[1:].abs().max() * (1 + nu * jets[4:].abs().max())
     assert residual.abs().max() <= 1e-12 * scale
@@ -43,6 +46,14 @@ def test_network_residuals_match_autograd_reference(rng):
         expected.append(grad[:, 2] + u * grad[:, 0] + v * grad[:, 1] - nu * lap)
     assert relative_error(residual, torch.stack(expected, 1)) <= 1e-10
     assert torch.equal(value, model(x))
+
+
+def test_cole_hopf_field_has_two_fronts_in_its_box():
+    """The fronts pass through the box wherever it is: all three states 0, m_1, m_2 are present."""
+    data = pf.make_observations(0.01, 4000, box=((5.0, 5.0, 2.0), (6.0, 6.0, 3.0)), field="cole-hopf")
+    states = np.array([(0.0, 0.0), *pf.burgers.COLE_HOPF_STATES])
+    nearest = np.linalg.norm(np.stack([data["u"], data["v"]], 1)[:, None] - states[None], axis=2).argmin(1)
+    assert np.bincount(nearest, minlength=3).min() > 200
 
 
 def test_observations_have_requested_noise():

@@ -92,6 +92,9 @@ def test_console_script_prints_no_traceback(tmp_path):
 @pytest.mark.parametrize("argv,message", [
     (["--nu", "0"], "argument --nu: must be a positive number"), (["--nu", "0.1", "--n", "5"], "--n must be at least 10"),
     (["--nu", "0.1", "--noise", "-1"], "--noise must be >= 0"),
+    (["--nu", "0.1", "--box", "0,0,0,1,1"], "argument --box: must be six numbers"),
+    (["--nu", "0.1", "--box", "0,0,1,1,1,1"], "t0 < t1, got '0,0,1,1,1,1'"),
+    (["--nu", "0.1", "--field", "vortex"], "argument --field: invalid choice: 'vortex'"),
 ])
 def test_make_data_errors(argv, message, tmp_path, capsys):
     code, err = _run(["make-data", "--out", str(tmp_path / "o.npz"), *argv], capsys)
@@ -107,6 +110,17 @@ def test_make_data_round_trip(suffix, tmp_path, capsys):
     expected = pf.make_observations(0.03, 25, 0.01, seed=4)
     for column in pf.data.COLUMNS:
         np.testing.assert_allclose(loaded[column], expected[column], rtol=1e-15)
+
+
+def test_make_data_field_and_box(tmp_path, capsys):
+    path = tmp_path / "ch.npz"
+    assert main(["make-data", "--nu", "0.01", "--n", "300", "--field", "cole-hopf", "--box", "2,-3,1,2.5,-2,3",
+                 "--out", str(path)]) == 0
+    loaded = pf.load_observations(path)
+    expected = pf.make_observations(0.01, 300, box=((2, -3, 1), (2.5, -2, 3)), field="cole-hopf")
+    for column in pf.data.COLUMNS:
+        np.testing.assert_allclose(loaded[column], expected[column], rtol=1e-15)
+    assert loaded["x"].min() >= 2 and loaded["x"].max() <= 2.5 and loaded["t"].min() >= 1 and loaded["t"].max() <= 3
 
 
 def test_infer_writes_the_run_folder(tmp_path, capsys):

@@ -10,11 +10,10 @@ import pinnfast as pf
 from pinnfast.cli import INTERRUPTED, main
 from pinnfast.runfolder import CHECKPOINT, METRICS_CSV, PLOT, RESULT
 from pinnfast.trainer import Trainer
-from helpers import run_cli as _run
+from helpers import SMALL, run_cli as _run
 
 TINY = ["--width", "8", "--depth", "1", "--collocation", "32", "--batch-size", "16", "--checkpoint-every", "10",
-        "--quiet"]
-SMALL = dict(width=8, depth=1, n_collocation=32, batch_size=16, checkpoint_every=10, nu_warmup=5, average_last=10)
+        "--quiet", "--tol", "0.5"]  # tol: as helpers.SMALL
 
 
 def _data(tmp_path, name="obs.npz", nu=0.03, seed=2):

@@ -7,10 +7,9 @@ import torch
 
 import pinnfast as pf
 from pinnfast.cli import main
-from helpers import SHIPPED_NU
+from helpers import SMALL, SHIPPED_NU
 from pinnfast.runfolder import CHECKPOINT, METRICS_CSV
 
-SMALL = dict(width=8, depth=1, n_collocation=32, batch_size=16, checkpoint_every=10, nu_warmup=5, average_last=10)
 
 
 def _observations():
@@ -81,7 +80,7 @@ def test_short_run_moves_nu_towards_the_truth(tmp_path):
     """The shipped example (ν = 0.02): from ν_init = 0.05 (150 % off), 800 default M4 steps get within 30 %
     (ν averaged over the last 50 steps)."""
     observations = pf.load_observations(pf.data.default_data_path())
-    config = pf.TrainConfig(steps=800, nu_init=0.05, average_last=50)
+    config = pf.TrainConfig(steps=800, nu_init=0.05, average_last=50, max_steps=800)
     result = pf.Trainer(observations, config, tmp_path, "cpu").run(progress=False)
     assert abs(result["nu"] - SHIPPED_NU) / SHIPPED_NU < 0.30, result["nu"]
 
@@ -107,3 +106,21 @@ def test_reported_nu_is_the_mean_over_the_last_steps(tmp_path):
     assert result["nu"] == pytest.approx(table["nu"][-10:].mean(), rel=1e-12)
     assert result["nu_last"] == pytest.approx(trainer.problem.nu.item(), rel=1e-6) == table["nu"][-1]
     assert result["nu"] != result["nu_last"]
+
+
+def test_run_goes_on_while_nu_moves_up_to_max_steps(tmp_path):
+    """ν of a 30-step run still moves (by percents): the target grows by half the steps at a time, is saved with
+    the checkpoint, and stops at max_steps; with max_steps = steps, or a loose tol, the run ends at its steps."""
+    config = dict(SMALL, model="m3", steps=30, tol=0.001)
+    with pytest.warns(pf.PinnfastWarning, match="ν is still moving at step 30 .* training on to step 45"):
+        extended = pf.Trainer(_observations(), pf.TrainConfig(max_steps=50, **config), tmp_path / "a", "cpu")
+        result = extended.run(progress=False)
+    assert result["steps"] == 50 == extended.config.steps
+    assert torch.load(tmp_path / "a" / CHECKPOINT, weights_only=False)["config"]["steps"] == 50
+    assert len(np.loadtxt(tmp_path / "a" / METRICS_CSV, delimiter=",", skiprows=1)) == 50
+    assert pf.Trainer(_observations(), pf.TrainConfig(max_steps=30, **config), tmp_path / "b",
+                      "cpu").run(progress=False)["steps"] == 30
+    assert pf.Trainer(_observations(), pf.TrainConfig(**dict(config, tol=0.5)), tmp_path / "c",
+                      "cpu").run(progress=False)["steps"] == 30
+    with pytest.raises(pf.PinnfastError, match=r"max_steps \(20\) must be at least steps \(30\)"):
+        pf.TrainConfig(max_steps=20, **config).validate()

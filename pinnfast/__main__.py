@@ -1,0 +1,6 @@
+"""``python -m pinnfast``: the command line (as the ``pinnfast`` script)."""
+import sys
+
+from .cli import main
+
+sys.exit(main())
