@@ -12,15 +12,13 @@ from ._version import __version__
 from .burgers import DEMO_BOX, FIELDS, BurgersInverse, make_observations
 from .data import (DEFAULT_DATA_NU, default_data_path, load_observations, load_table, parse_column_map,
                    save_observations)
+from .annealing import GRAD_SETS, MEAN_KINDS
 from .errors import PinnfastError, PinnfastWarning
 from .runfolder import CHECKPOINT, METRICS_CSV, PLOT, load_checkpoint, write_result
 from .trainer import DEVICES, MODELS, TrainConfig, Trainer, TrainingDiverged, load_run, resume_target
 
 DEFAULTS = TrainConfig()
 INTERRUPTED = 130  # the shell's code for a run stopped by Ctrl-C
-# Options that define a run: with --resume they must match the checkpoint (flag: config field).
-RUN_OPTIONS = {"--model": "model", "--seed": "seed", "--nu-init": "nu_init", "--width": "width", "--depth": "depth",
-               "--collocation": "n_collocation", "--batch-size": "batch_size", "--ensemble": "ensemble"}
 WARMUP_NOTE = (f"ν is held at --nu-init for the first {DEFAULTS.nu_warmup} steps (warm-up: the network first fits "
                f"the data), and the reported ν is the mean ± standard deviation over the last "
                f"{DEFAULTS.average_last} steps after the warm-up, so a run needs at least "
@@ -51,6 +49,27 @@ _positive_int = _checked(int, lambda value: value >= 1, "an integer >= 1")
 _seed = _checked(int, lambda value: 0 <= value < 2 ** 63, "an integer from 0 to 2**63 - 1")
 _positive_float = _checked(float, lambda value: 0 < value < float("inf"), "a positive number")
 _fraction = _checked(float, lambda value: 0 < value < 1, "a number between 0 and 1, e.g. 0.01 for 1 %")
+_rate = _checked(float, lambda value: 0 < value <= 1, "a number in (0, 1]")
+_count = _checked(int, lambda value: value >= 0, "an integer >= 0")
+# Training settings users tune: (flag, TrainConfig field, argparse type or choices, help).
+TUNING = (
+    ("--lr", "lr", _positive_float, "Adam learning rate of the network"),
+    ("--nu-lr", "nu_lr", _positive_float, "Adam learning rate of log ν"),
+    ("--decay-rate", "decay_rate", _rate, "learning-rate factor applied over every --decay-steps"),
+    ("--decay-steps", "decay_steps", _positive_int, "steps over which the learning rate falls by --decay-rate"),
+    ("--nu-warmup", "nu_warmup", _count, "steps for which ν is held at --nu-init"),
+    ("--average-last", "average_last", _positive_int, "steps in ν's averaging window"),
+    ("--anneal-period", "anneal_period", _positive_int, "steps between updates of the loss weights λ (m2, m4)"),
+    ("--anneal-alpha", "anneal_alpha", _rate, "λ ← (1 − α) λ + α λ̂ (m2, m4)"),
+    ("--anneal-grads", "anneal_grads", GRAD_SETS, "parameters in the annealing statistic: all, or the trunk's "
+                                                  "weight matrices (the authors' code)"),
+    ("--anneal-mean", "anneal_mean", MEAN_KINDS, "mean of |∇L_i|: over all parameters, or of the per-layer means "
+                                                 "(the authors' code)"),
+)
+# Options that define a run: with --resume they must match the checkpoint (flag: config field).
+RUN_OPTIONS = {"--model": "model", "--seed": "seed", "--nu-init": "nu_init", "--width": "width", "--depth": "depth",
+               "--collocation": "n_collocation", "--batch-size": "batch_size", "--ensemble": "ensemble",
+               **{flag: field for flag, field, _, _ in TUNING}}
 
 
 def _six_numbers(text):
@@ -112,6 +131,9 @@ def _parser():
                        help=f"collocation points drawn per step (default {DEFAULTS.n_collocation})")
     infer.add_argument("--batch-size", type=_positive_int,
                        help=f"observations per step (default {DEFAULTS.batch_size})")
+    for flag, field, kind, text in TUNING:
+        typed = dict(choices=kind) if isinstance(kind, tuple) else dict(type=kind)
+        infer.add_argument(flag, **typed, help=f"{text} (default {getattr(DEFAULTS, field)})")
     infer.add_argument("--max-steps", type=_positive_int,
                        help="while ν still moves at --steps (by more than --tol/4 between the halves of its averaging "
                             "window), the target is raised by half at a time up to this many steps (default 3 × "

@@ -121,14 +121,16 @@ def test_resume_when_the_data_file_is_gone(tmp_path, capsys):
 
 @pytest.mark.parametrize("flag,value,stored", [("--model", "m3", "m4"), ("--seed", "5", "0"),
                                                ("--nu-init", "0.07", "0.05"), ("--width", "16", "8"),
-                                               ("--collocation", "64", "32")])
+                                               ("--collocation", "64", "32"), ("--lr", "0.002", "0.001"),
+                                               ("--anneal-mean", "per-layer", "global")])
 def test_resume_refuses_options_that_change_the_run(flag, value, stored, tmp_path, capsys):
     out = tmp_path / "run"
     _train(capsys, out, 10)
     before = _snapshot(out)
     code, _, err = _run(["infer", "--out", str(out), "--steps", "20", "--resume", flag, value], capsys)
     assert code == 2 and len(err.strip().splitlines()) == 1
-    assert f"{flag} {float(value) if flag == '--nu-init' else value} does not match the run in {out} (" in err
+    shown = float(value) if flag in ("--nu-init", "--lr") else value
+    assert f"{flag} {shown} does not match the run in {out} (" in err
     assert stored in err
     assert _snapshot(out) == before
 
@@ -499,3 +501,26 @@ def test_the_shipped_example_reports_its_error(tmp_path, capsys):
     out = tmp_path / "run"
     code, stdout, _ = _run(["infer", "--out", str(out), "--steps", "3", *TINY], capsys)
     assert code == 0 and json.loads((out / RESULT).read_text())["nu_true"] == pf.data.DEFAULT_DATA_NU
+
+
+def test_tuning_options_reach_the_run(tmp_path, capsys):
+    out = tmp_path / "run"
+    given = {"--lr": "0.002", "--nu-lr": "0.02", "--decay-rate": "0.8", "--decay-steps": "50", "--nu-warmup": "3",
+             "--average-last": "4", "--anneal-period": "5", "--anneal-alpha": "0.5", "--anneal-grads": "weights",
+             "--anneal-mean": "per-layer"}
+    code, _, err = _run(["infer", "--data", _data(tmp_path), "--out", str(out), "--steps", "12", *TINY,
+                         *[part for pair in given.items() for part in pair]], capsys)
+    assert code == 0, err
+    config = torch.load(out / CHECKPOINT, weights_only=False)["config"]
+    for flag, value in given.items():
+        field = flag.lstrip("-").replace("-", "_")
+        assert str(config[field]) == value, flag
+    assert json.loads((out / RESULT).read_text())["nu_window"] == [9, 12]  # the last 4 of steps 4-12
+
+
+@pytest.mark.parametrize("argv, message", [(["--decay-rate", "0"], "argument --decay-rate: must be a number in (0, 1]"),
+                                           (["--nu-warmup", "-1"], "argument --nu-warmup: must be an integer >= 0"),
+                                           (["--anneal-grads", "some"], "argument --anneal-grads: invalid choice")])
+def test_tuning_options_are_checked(argv, message, tmp_path, capsys):
+    code, _, err = _run(["infer", "--out", str(tmp_path / "run"), *argv], capsys)
+    assert code == 2 and message in err and not (tmp_path / "run").exists()
