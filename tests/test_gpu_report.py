@@ -19,7 +19,9 @@ def test_gpu_report_smoke_run(tmp_path):
     rows = json.loads((tmp_path / "gpu_report.json").read_text())
     assert not [r for r in rows if r["kind"] == "error"], rows
     checks = [r for r in rows if r["kind"] == "check"]
-    assert checks and all(r["meets_fp32_tolerance"] and r["passed"] and not r["unwritten"] for r in checks)
+    assert checks and all(r["passed"] and not r["unwritten"] for r in checks)
+    # the interpreter multiplies by the host's tf32 weight planes: tf32x3 (both planes) stays at fp32 accuracy
+    assert all(r["meets_fp32_tolerance"] == (r["precision"] != "tf32") for r in checks)
     impls = {r["impl"] for r in rows if r["kind"] == "residual_eval" and "ms" in r}
     assert {"triton_ieee", "triton_tf32x3", "triton_tf32", "torch_taylor_eager", "torch_eager_autograd"} <= impls
     assert [r for r in rows if r["kind"] == "stream" and r["finite"]]
