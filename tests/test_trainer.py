@@ -81,7 +81,8 @@ def test_short_run_moves_nu_towards_the_truth(tmp_path):
     (ν averaged over the last 50 steps)."""
     observations = pf.load_observations(pf.data.default_data_path())
     config = pf.TrainConfig(steps=800, nu_init=0.05, average_last=50, max_steps=800)
-    result = pf.Trainer(observations, config, tmp_path, "cpu").run(progress=False)
+    with pytest.warns(pf.PinnfastWarning, match="ν is not identified well by these data: ν was still moving"):
+        result = pf.Trainer(observations, config, tmp_path, "cpu").run(progress=False)  # and it says so
     assert abs(result["nu"] - SHIPPED_NU) / SHIPPED_NU < 0.30, result["nu"]
 
 
