@@ -119,7 +119,8 @@ def exact_solution(x, y, t, nu):
 
 # Cole–Hopf: u = −2ν ∂x log φ, v = −2ν ∂y log φ solve Burgers whenever φ_t = ν Δφ. With
 # φ = 1 + Σ_j exp(a_j), a_j = (−m_j · (x − c) + |m_j|² (t − c_t) / 2) / (2ν), the velocity is the
-# softmax-weighted mix of the states 0, m_1, m_2: two fronts of width ~2ν/|m_j| that pass through the centre c at t = c_t.
+# softmax-weighted mix of the states 0, m_1, m_2: two fronts of width ~2ν/|m_j| that pass through the centre c
+# at t = c_t.
 COLE_HOPF_STATES = ((0.25, 0.1), (-0.1, 0.25))
 
 
@@ -129,7 +130,7 @@ def cole_hopf_solution(x, y, t, nu, center=(0.0, 0.0, 0.5)):
     exponents = [0 * x] + [(-(mx * (x - center[0]) + my * (y - center[1])) + (mx * mx + my * my) * (t - center[2]) / 2)
                            / (2 * nu) for mx, my in COLE_HOPF_STATES]
     a = lib.stack(exponents)
-    w = lib.exp(a - a.max(0)[0] if lib is torch else a - a.max(0))
+    w = lib.exp(a - lib.amax(a, 0))  # a softmax over the states, safe for the large exponents of a small ν
     w = w / w.sum(0)
     u = sum(w[1 + j] * mx for j, (mx, _) in enumerate(COLE_HOPF_STATES))
     v = sum(w[1 + j] * my for j, (_, my) in enumerate(COLE_HOPF_STATES))

@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 
 from ._version import __version__
+from .annealing import GRAD_SETS, MEAN_KINDS
 from .burgers import DEMO_BOX, FIELDS, BurgersInverse, make_observations
 from .data import (DEFAULT_DATA_NU, default_data_path, load_observations, load_table, parse_column_map,
                    save_observations)
-from .annealing import GRAD_SETS, MEAN_KINDS
 from .errors import PinnfastError, PinnfastWarning
 from .runfolder import CHECKPOINT, METRICS_CSV, PLOT, load_checkpoint, write_result
 from .trainer import DEVICES, MODELS, TrainConfig, Trainer, TrainingDiverged, load_run, resume_target

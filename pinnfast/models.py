@@ -66,9 +66,9 @@ class _JetNetwork(nn.Module):
             raise PinnfastError(f"member {k} does not exist: this network has "
                                 f"{'no members' if self.members is None else f'members 0 to {self.members - 1}'}")
         single = type(self)(self.in_dim, self.out_dim, self.width, self.depth).to(self.in_scale)
-        state = {name: value[k].reshape(single.state_dict()[name].shape) if name not in ("in_scale", "in_shift")
-                 else value for name, value in self.state_dict().items()}
-        single.load_state_dict(state)
+        shapes = {name: value.shape for name, value in single.state_dict().items()}
+        single.load_state_dict({name: value if name in ("in_scale", "in_shift") else value[k].reshape(shapes[name])
+                                for name, value in self.state_dict().items()})
         return single
 
     def _input_jet(self, x, linear, spec):
