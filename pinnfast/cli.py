@@ -69,7 +69,7 @@ TUNING = (
 # Options that define a run: with --resume they must match the checkpoint (flag: config field).
 RUN_OPTIONS = {"--model": "model", "--seed": "seed", "--nu-init": "nu_init", "--width": "width", "--depth": "depth",
                "--collocation": "n_collocation", "--batch-size": "batch_size", "--ensemble": "ensemble",
-               **{flag: field for flag, field, _, _ in TUNING}}
+               "--anneal-weighted": "anneal_weighted", **{flag: field for flag, field, _, _ in TUNING}}
 
 
 def _six_numbers(text):
@@ -134,6 +134,9 @@ def _parser():
     for flag, field, kind, text in TUNING:
         typed = dict(choices=kind) if isinstance(kind, tuple) else dict(type=kind)
         infer.add_argument(flag, **typed, help=f"{text} (default {getattr(DEFAULTS, field)})")
+    infer.add_argument("--anneal-weighted", action="store_const", const=True,
+                       help="annealing statistic from ∇(λ_i L_i) with the current λ_i, as the authors' code (default: "
+                            "∇L_i, the paper's formula)")
     infer.add_argument("--max-steps", type=_positive_int,
                        help="while ν still moves at --steps (by more than --tol/4 between the halves of its averaging "
                             "window), the target is raised by half at a time up to this many steps (default 3 × "

@@ -509,9 +509,10 @@ def test_tuning_options_reach_the_run(tmp_path, capsys):
              "--average-last": "4", "--anneal-period": "5", "--anneal-alpha": "0.5", "--anneal-grads": "weights",
              "--anneal-mean": "per-layer"}
     code, _, err = _run(["infer", "--data", _data(tmp_path), "--out", str(out), "--steps", "12", *TINY,
-                         *[part for pair in given.items() for part in pair]], capsys)
+                         *[part for pair in given.items() for part in pair], "--anneal-weighted"], capsys)
     assert code == 0, err
     config = torch.load(out / CHECKPOINT, weights_only=False)["config"]
+    assert config["anneal_weighted"] is True
     for flag, value in given.items():
         field = flag.lstrip("-").replace("-", "_")
         assert str(config[field]) == value, flag
