@@ -115,8 +115,8 @@ def taylor_jets(model, x, first=(0, 1, 2), second=(0, 1), backend="torch", **opt
     members = getattr(model, "members", None)
     per_member_points = x.dim() == 3 and members is not None and x.shape[0] == members
     if not (x.dim() == 2 or per_member_points) or x.shape[-1] != model.in_dim:
-        per_member = f" or ({members}, N, {model.in_dim})" if members is not None else ""
-        raise PinnfastError(f"x must have shape (N, {model.in_dim}){per_member}, got {tuple(x.shape)}")
+        or_per_member = f" or ({members}, N, {model.in_dim})" if members is not None else ""
+        raise PinnfastError(f"x must have shape (N, {model.in_dim}){or_per_member}, got {tuple(x.shape)}")
     spec = JetSpec.build(first, second, model.in_dim)
     if backend == "auto":
         backend = "triton" if x.is_cuda else "torch"

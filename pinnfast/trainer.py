@@ -268,19 +268,21 @@ class Trainer:
                         bar.set_postfix({name: f"{value:.4g}" for name, value in zip(self.metric_names, rows[-1])
                                          if name in ("loss", "nu")})
                     pending = []
-                    if self.step == self.config.steps and self._extend() and bar is not None:
-                        bar.total = self.config.steps
-        result = self.result()
+                    if self.step == self.config.steps:  # the loop ends here unless ν still moves
+                        result = self.result()
+                        if self._extend(result) and bar is not None:
+                            bar.total = self.config.steps
         if result.get("nu_warning"):
             warnings.warn(result["nu_warning"], PinnfastWarning)
         return result
 
-    def _extend(self):
-        """At the target, while ν still moves and the cap allows: raise the target by half (10,000 → 15,000 →
-        22,500 → 30,000), saved at once so that a resume continues the extended run. Returns whether it did."""
+    def _extend(self, result):
+        """At the target (``result`` there), while ν still moves and the cap allows: raise the target by half
+        (10,000 → 15,000 → 22,500 → 30,000), saved at once so that a resume continues the extended run. Returns
+        whether it did."""
         if not self.physical or self.config.steps >= self.config.max_steps:
             return False
-        drift = self.result()["nu_drift"]
+        drift = result["nu_drift"]
         if drift is None or abs(drift) <= DRIFT_FRACTION * self.config.tol:
             return False
         before = self.config.steps
