@@ -1,5 +1,6 @@
 """Fused Triton kernels (installed as ``pinnfast.kernels``): per op, the ``@triton.jit`` kernels, a host
 launcher and one ``torch.autograd.Function``."""
-from .jets import DEFAULT_PRECISION, PRECISIONS, burgers_fields, triton_jets
+from .backward import burgers_loss, triton_jets
+from .jets import DEFAULT_PRECISION, PRECISIONS, burgers_fields
 
-__all__ = ["DEFAULT_PRECISION", "PRECISIONS", "burgers_fields", "triton_jets"]
+__all__ = ["DEFAULT_PRECISION", "PRECISIONS", "burgers_fields", "burgers_loss", "triton_jets"]

@@ -39,7 +39,7 @@ from triton.runtime.errors import OutOfResources
 from pinnfast.errors import PinnfastError
 from pinnfast.models import MLP, ModifiedMLP
 
-from .launch_table import LAUNCH_TABLE
+from .launch_table import BACKWARD_LAUNCH_TABLE, LAUNCH_TABLE
 
 
 # The interpreter has no libdevice fast division: it takes the IEEE division (same formula, ≤ 2 ulp apart).
@@ -146,28 +146,17 @@ def _activate(z, h_u, h_v, r_u, r_v, is_value, is_second, is_live, half, MODIFIE
 
 
 @triton.jit
-def mlp_jets_kernel(
-    x_ptr, w_in_ptr, b_in_ptr, dirs_s_ptr, dirs_o_ptr, w_h_ptr, b_h_ptr, w_out_ptr, b_out_ptr,
-    map_s_ptr, map_o_ptr, map_ss_ptr, nu_ptr, out_ptr, N,
-    IN_DIM: tl.constexpr, OUT_DIM: tl.constexpr, WP: tl.constexpr, DEPTH: tl.constexpr,
-    NSP: tl.constexpr, NOP: tl.constexpr, MODIFIED: tl.constexpr, BURGERS: tl.constexpr,
-    B: tl.constexpr, PRECISION: tl.constexpr,
-):
-    """Jets of a tile of B points (B a multiple of 4) through the whole network, all channels in one operand."""
-    H: tl.constexpr = 4 if 1 + NSP + NOP <= 4 else (8 if 1 + NSP + NOP <= 8 else 16)
-    SB: tl.constexpr = H // 2
-    PH: tl.constexpr = B // 4
-    NC: tl.constexpr = 2 * H * B
-    # 6-D view (unit, point_hi, half, slot_bits, point_lo, slot_bit0)
+def _slot_layout(dirs_s_ptr, dirs_o_ptr, WP: tl.constexpr, NSP: tl.constexpr, NOP: tl.constexpr, B: tl.constexpr,
+                 H: tl.constexpr):
+    """Index tensors of the 6-D tile view (unit, point_hi, half, slot_bits, point_lo, slot_bit0), each slot's role
+    (value, second-direction first derivative d_s, first-only d_o, second s_s, live) and its input direction."""
     u = tl.arange(0, WP)[:, None, None, None, None, None]
-    ph = tl.arange(0, PH)[None, :, None, None, None, None]
+    ph = tl.arange(0, B // 4)[None, :, None, None, None, None]
     half = tl.arange(0, 2)[None, None, :, None, None, None]
-    sb = tl.arange(0, SB)[None, None, None, :, None, None]
+    sb = tl.arange(0, H // 2)[None, None, None, :, None, None]
     pl = tl.arange(0, 4)[None, None, None, None, :, None]
     sa = tl.arange(0, 2)[None, None, None, None, None, :]
     j = sb * 2 + sa  # slot within its half
-    rows = tl.program_id(0).to(tl.int64) * B + ph * 4 + pl
-    row_mask = rows < N
     is_value = (half == 0) & (j == 0)
     is_ds = (j >= 1) & (j <= NSP)
     is_do = (half == 0) & (j > NSP) & (j <= NSP + NOP)
@@ -175,14 +164,19 @@ def mlp_jets_kernel(
     is_live = is_value | (half == 0) & (is_ds | is_do) | is_second
     dir_slot = tl.where(is_ds, tl.load(dirs_s_ptr + tl.maximum(j - 1, 0), mask=is_ds, other=-1),
                         tl.load(dirs_o_ptr + tl.maximum(j - 1 - NSP, 0), mask=is_do, other=-1))
+    return u, ph, pl, half, j, is_value, is_ds, is_do, is_second, is_live, dir_slot
+
+
+@triton.jit
+def _input_layers(x_ptr, rows, row_mask, w_in_ptr, b_in_ptr, u, dir_slot, is_value, is_second,
+                  IN_DIM: tl.constexpr, WP: tl.constexpr, MODIFIED: tl.constexpr):
+    """The first layer's jet, tanh of z = x W' + b' with z_i = W'[i], z_ii = 0; for M3 also the encoders' values
+    h_U, h_V and direction rows r_U, r_V, from which every gate layer rebuilds U and V."""
     LAYER: tl.constexpr = IN_DIM * WP
     FIRST: tl.constexpr = 2 if MODIFIED else 0
-
-    # input layer: tanh of z = x W' + b' with z_i = W'[i], z_ii = 0
     h = _tanh(_pre_activation(x_ptr, rows, row_mask, w_in_ptr + FIRST * LAYER, b_in_ptr + FIRST * WP, u, IN_DIM, WP))
-    g = 1.0 - h * h
     row = _slot_rows(w_in_ptr + FIRST * LAYER, dir_slot, u, WP)
-    t = tl.where(is_value, h, g * row * tl.where(is_second, -2.0 * h * row, 1.0))
+    t = _input_rule(h, row, is_value, is_second)
     h_u = h
     h_v = h
     r_u = row
@@ -192,6 +186,43 @@ def mlp_jets_kernel(
         h_v = _tanh(_pre_activation(x_ptr, rows, row_mask, w_in_ptr + LAYER, b_in_ptr + WP, u, IN_DIM, WP))
         r_u = _slot_rows(w_in_ptr, dir_slot, u, WP)
         r_v = _slot_rows(w_in_ptr + LAYER, dir_slot, u, WP)
+    return t, h_u, h_v, r_u, r_v
+
+
+@triton.jit
+def _input_rule(h, row, is_value, is_second):
+    """tanh rule for an input layer (z_i = row, z_ii = 0): h; g row; −2 h g row²."""
+    g = 1.0 - h * h
+    return tl.where(is_value, h, g * row * tl.where(is_second, -2.0 * h * row, 1.0))
+
+
+@triton.jit
+def _output_channel(j, half, is_value, is_ds, is_do, is_second, map_s_ptr, map_o_ptr, map_ss_ptr, NSP: tl.constexpr):
+    """Public channel of every slot (value 0, first derivatives, then seconds); −1 for slots not in the output."""
+    ks = tl.maximum(j - 1, 0)
+    ko = tl.maximum(j - 1 - NSP, 0)
+    return tl.where(is_value, 0, tl.where(
+        is_second, tl.load(map_ss_ptr + ks, mask=is_second, other=-1),
+        tl.where(is_ds & (half == 0), tl.load(map_s_ptr + ks, mask=is_ds & (half == 0), other=-1),
+                 tl.load(map_o_ptr + ko, mask=is_do, other=-1))))
+
+
+@triton.jit
+def mlp_jets_kernel(
+    x_ptr, w_in_ptr, b_in_ptr, dirs_s_ptr, dirs_o_ptr, w_h_ptr, b_h_ptr, w_out_ptr, b_out_ptr,
+    map_s_ptr, map_o_ptr, map_ss_ptr, nu_ptr, out_ptr, N,
+    IN_DIM: tl.constexpr, OUT_DIM: tl.constexpr, WP: tl.constexpr, DEPTH: tl.constexpr,
+    NSP: tl.constexpr, NOP: tl.constexpr, MODIFIED: tl.constexpr, BURGERS: tl.constexpr,
+    B: tl.constexpr, PRECISION: tl.constexpr,
+):
+    """Jets of a tile of B points (B a multiple of 4) through the whole network, all channels in one operand."""
+    H: tl.constexpr = 4 if 1 + NSP + NOP <= 4 else (8 if 1 + NSP + NOP <= 8 else 16)
+    NC: tl.constexpr = 2 * H * B
+    u, ph, pl, half, j, is_value, is_ds, is_do, is_second, is_live, dir_slot = _slot_layout(
+        dirs_s_ptr, dirs_o_ptr, WP, NSP, NOP, B, H)
+    rows = tl.program_id(0).to(tl.int64) * B + ph * 4 + pl
+    t, h_u, h_v, r_u, r_v = _input_layers(x_ptr, rows, rows < N, w_in_ptr, b_in_ptr, u, dir_slot, is_value, is_second,
+                                          IN_DIM, WP, MODIFIED)
     for k in range(DEPTH):
         z = _linear(t, w_h_ptr + k * 3 * WP * WP, b_h_ptr + k * WP, u, is_value, WP, NC, PRECISION)
         t = _activate(z, h_u, h_v, r_u, r_v, is_value, is_second, is_live, half, MODIFIED)
@@ -200,15 +231,11 @@ def mlp_jets_kernel(
     if BURGERS:
         y_u = tl.sum(t * tl.load(w_out_ptr + u), axis=0)
         y_v = tl.sum(t * tl.load(w_out_ptr + WP + u), axis=0)
-        u_val = _pick(y_u, is_value) + tl.load(b_out_ptr)
-        v_val = _pick(y_v, is_value) + tl.load(b_out_ptr + 1)
-        # slots: 1 = x, 2 = y (d_s), 3 = t (d_o); second half 1 = xx, 2 = yy
-        d_x = (half == 0) & (j == 1)
-        d_y = (half == 0) & (j == 2)
-        d_t = (half == 0) & (j == 3)
+        u_val, v_val, u_x, u_y, u_t, lap_u, v_x, v_y, v_t, lap_v = _burgers_terms(y_u, y_v, b_out_ptr, half, j,
+                                                                                   is_value, is_second)
         nu = tl.load(nu_ptr)
-        r_u = (_pick(y_u, d_t) + u_val * _pick(y_u, d_x) + v_val * _pick(y_u, d_y) - nu * _pick(y_u, is_second))
-        r_v = (_pick(y_v, d_t) + u_val * _pick(y_v, d_x) + v_val * _pick(y_v, d_y) - nu * _pick(y_v, is_second))
+        r_u = u_t + u_val * u_x + v_val * u_y - nu * lap_u
+        r_v = v_t + u_val * v_x + v_val * v_y - nu * lap_v
         prow = tl.program_id(0).to(tl.int64) * B + tl.arange(0, B)
         pmask = prow < N
         base = out_ptr + prow * 4
@@ -217,20 +244,28 @@ def mlp_jets_kernel(
         tl.store(base + 2, tl.reshape(r_u, (B,)), mask=pmask)
         tl.store(base + 3, tl.reshape(r_v, (B,)), mask=pmask)
     else:
-        ks = tl.maximum(j - 1, 0)
-        ko = tl.maximum(j - 1 - NSP, 0)
-        channel = tl.where(is_value, 0, tl.where(
-            is_second, tl.load(map_ss_ptr + ks, mask=is_second, other=-1),
-            tl.where(is_ds & (half == 0), tl.load(map_s_ptr + ks, mask=is_ds & (half == 0), other=-1),
-                     tl.load(map_o_ptr + ko, mask=is_do, other=-1))))
-        channel = tl.reshape(channel, (1, 2, SB, 1, 2))
-        rows_o = tl.reshape(rows, (PH, 1, 1, 4, 1))
-        value_o = tl.reshape(is_value, (1, 2, SB, 1, 2))
+        channel = _output_channel(j, half, is_value, is_ds, is_do, is_second, map_s_ptr, map_o_ptr, map_ss_ptr,
+                                  NSP)
+        channel = tl.reshape(channel, (1, 2, H // 2, 1, 2))
+        rows_o = tl.reshape(rows, (B // 4, 1, 1, 4, 1))
+        value_o = tl.reshape(is_value, (1, 2, H // 2, 1, 2))
         for o in tl.static_range(OUT_DIM):
             y = tl.sum(t * tl.load(w_out_ptr + o * WP + u), axis=0)
             y = y + tl.where(value_o, tl.load(b_out_ptr + o), 0.0)
             offsets = tl.maximum(channel, 0).to(tl.int64) * N * OUT_DIM + rows_o * OUT_DIM + o
             tl.store(out_ptr + offsets, y, mask=(channel >= 0) & (rows_o < N))
+
+
+@triton.jit
+def _burgers_terms(y_u, y_v, b_out_ptr, half, j, is_value, is_second):
+    """Per point (PH, 4): u, v and the derivatives in the Burgers residual, from the per-slot outputs y_u, y_v
+    (slots: 1 = x, 2 = y (d_s), 3 = t (d_o); second half 1 = xx, 2 = yy)."""
+    d_x = (half == 0) & (j == 1)
+    d_y = (half == 0) & (j == 2)
+    d_t = (half == 0) & (j == 3)
+    return (_pick(y_u, is_value) + tl.load(b_out_ptr), _pick(y_v, is_value) + tl.load(b_out_ptr + 1),
+            _pick(y_u, d_x), _pick(y_u, d_y), _pick(y_u, d_t), _pick(y_u, is_second),
+            _pick(y_v, d_x), _pick(y_v, d_y), _pick(y_v, d_t), _pick(y_v, is_second))
 
 
 @triton.jit
@@ -252,19 +287,24 @@ def launch_key(meta, burgers, precision):
             precision)
 
 
-def launch_config(meta, burgers, precision):
+def launch_config(meta, burgers, precision, table=LAUNCH_TABLE):
     """(tile, warps) for a configuration, from the table that benchmarks/sm90_static.py --search wrote: the
     measured-best entry, else the table's entry for the same network with the most derivative channels (a
     superset of the work), else what the sm_90a compiles of M3 Burgers at depth 4 favoured (16 points × 4 warps up
     to width 64: no spill, fewest instructions per point; 8 points × 8 warps at width 128)."""
     key = launch_key(meta, burgers, precision)
-    if key in LAUNCH_TABLE:
-        return LAUNCH_TABLE[key]
-    similar = [k for k in LAUNCH_TABLE if (k[0], k[1], k[2], k[7]) == (key[0], key[1], key[2], key[7])
+    if key in table:
+        return table[key]
+    similar = [k for k in table if (k[0], k[1], k[2], k[7]) == (key[0], key[1], key[2], key[7])
                and k[3] >= key[3] and k[4] >= key[4]]
     if similar:
-        return LAUNCH_TABLE[min(similar, key=lambda k: (k[3] + k[4], k))]
+        return table[min(similar, key=lambda k: (k[3] + k[4], k))]
     return (16, 4) if meta["WP"] <= 64 else (8, 8)
+
+
+def backward_launch_config(meta, burgers, precision):
+    """(tile, warps) of the fused backward kernel, from its own table (same search, same rules)."""
+    return launch_config(meta, burgers, precision, BACKWARD_LAUNCH_TABLE)
 
 
 def _pow2(n, at_least=1):
@@ -374,53 +414,27 @@ def launch(model, x, spec, out, nu, burgers, precision, block=None):
     meta = packed["meta"]
     best_block, warps = launch_config(meta, burgers, precision)
     block = block or best_block
+
+    def run(block):
+        mlp_jets_kernel[(triton.cdiv(x.shape[0], block),)](
+            x.contiguous(), *packed["tensors"], nu, out, x.shape[0], **meta, BURGERS=burgers, B=block,
+            PRECISION=precision, num_warps=warps, num_stages=1)
+        return out
+    return halving_tile_on_overflow(run, block, model, spec)
+
+
+def halving_tile_on_overflow(run, block, model, spec):
+    """``run(block)``, halving the tile while the GPU's shared memory is too small for it (shared memory grows with
+    tile, width and channels)."""
     while True:
         try:
-            mlp_jets_kernel[(triton.cdiv(x.shape[0], block),)](
-                x.contiguous(), *packed["tensors"], nu, out, x.shape[0], **meta, BURGERS=burgers, B=block,
-                PRECISION=precision, num_warps=warps, num_stages=1)
-            return out
-        except OutOfResources as exc:  # shared memory grows with tile, width and channels: halve the tile
+            return run(block)
+        except OutOfResources as exc:
             if block == BLOCKS[0]:
                 raise PinnfastError(f"the triton kernel does not fit this GPU at width {model.width} with "
                                     f"{spec.n_outputs - 1} derivative channels even with {block}-point tiles "
                                     f"({exc}); use fewer channels, a smaller width or backend='torch'") from None
             block //= 2
-
-
-class TritonJets(torch.autograd.Function):
-    """Forward: the fused kernel. Backward: recomputes the jets with the torch path and differentiates that
-    (correct, not fused: the fused backward comes later), so the triton backend is differentiable too."""
-
-    @staticmethod
-    def forward(ctx, x, model, spec, precision, block, *params):
-        ctx.model, ctx.spec = model, spec
-        ctx.versions = [p._version for p in params]
-        ctx.save_for_backward(x)
-        out = torch.empty(spec.n_outputs, x.shape[0], model.out_dim,
-                          dtype=torch.float32, device=x.device)
-        dummy_nu = out.new_zeros(1)
-        return launch(model, x, spec, out, dummy_nu, False, precision, block)
-
-    @staticmethod
-    def backward(ctx, grad_out):
-        (x,) = ctx.saved_tensors
-        params = list(ctx.model.parameters())
-        if [p._version for p in params] != ctx.versions:
-            raise RuntimeError("model parameters were modified in place between the jets and their backward")
-        with torch.enable_grad():
-            x = x.detach().requires_grad_(ctx.needs_input_grad[0])
-            jets = ctx.model.taylor(x, ctx.spec)[ctx.spec.output_channels()]
-            inputs = ([x] if ctx.needs_input_grad[0] else []) + params
-            grads = list(torch.autograd.grad(jets, inputs, grad_out, allow_unused=True))
-        grad_x = grads.pop(0) if ctx.needs_input_grad[0] else None
-        return (grad_x, None, None, None, None, *grads)
-
-
-def triton_jets(model, x, spec, precision=DEFAULT_PRECISION, block=None):
-    """``taylor_jets(..., backend="triton")``: jets in the public layout ``(C, N, out_dim)``, float32."""
-    check_supported(model, x, precision)
-    return TritonJets.apply(x, model, spec, precision, block, *model.parameters())
 
 
 def burgers_fields(model, x, nu, precision=DEFAULT_PRECISION, block=None, out=None):

@@ -1,0 +1,398 @@
+"""Fused backward of the jets kernel: from upstream gradients on the jets (or from the Burgers residual loss,
+computed in the kernel) to the gradient of every weight and bias, in one persistent launch.
+
+Each program takes tiles pid, pid + P, ...; per tile it recomputes the forward with the rules and tile layout of
+``jets.py`` (same helpers, same products), keeping each layer's input jet and pre-activation in a per-program
+scratch buffer (DEPTH + 1 jets of WP × C·B floats, reused tile after tile: it stays in L2), then walks the layers
+back. Every rule's backward is register-only per (unit, point), like its forward; a layer's backward is two
+matrix products over all channels at once, ∂W_k += T_k ∂Zᵀ (accumulated into the program's partial) and
+∂T_k = W_k ∂Z. Each program owns its partial gradients (zeroed by the program itself, accumulated tile after tile
+in a fixed order); the host sums the P partials with ``torch.sum``: no float atomics, so two identical calls give
+bit-identical gradients.
+
+Burgers mode: the upstream gradient is that of ``coef · Σ (r_u² + r_v²)`` (``coef = 1/N``: the trainer's
+``L_r = mean(r_u²) + mean(r_v²)``), formed in registers from the tile's outputs, so the residuals never reach
+memory; the program also accumulates the loss and ∂L/∂ν.
+
+Backward of the rules (MATH.md; a = ∂L/∂(output jet), per (unit, point), p the first slot aligned with second s):
+- tanh, h = tanh(z_0), g = 1 − h²: ∂z_i = g a_i (+ for p: −4 h g z_p a_s), ∂z_s = g a_s,
+  ∂z_0 = g (a_0 − 2 g Σ_s a_s z_p² − 2 h Σ_{i,s} a (z − [s] 2 h z_p²)).
+- gate H = U + Z ⊙ D, D = V − U: ∂Z_0 = Σ_slots a D, ∂Z_i = a_i D_0 (+ for p: 2 a_s D_p), ∂Z_s = a_s D_0; ∂D the
+  same with Z and D swapped; ∂U = a − ∂D, ∂V = ∂D (accumulated over the layers, then through the encoders).
+"""
+import torch
+import triton
+import triton.language as tl
+
+from pinnfast.burgers import FIRST, SECOND
+from pinnfast.errors import PinnfastError
+from pinnfast.jets import JetSpec
+from pinnfast.models import ModifiedMLP
+
+from .jets import (DEFAULT_PRECISION, _activate, _burgers_terms, _input_layers, _input_rule, _linear, _output_channel,
+                   _pre_activation, _slot_layout, _slot_rows, _tanh, _value_and_partner, backward_launch_config,
+                   check_supported, halving_tile_on_overflow, launch, packed_weights)
+
+BURGERS_SPEC = JetSpec(FIRST, SECOND)
+
+
+@triton.jit
+def _over_slots(x):
+    """Σ over a (unit, point)'s slots (axes half, slot_bits, slot_bit0), kept as size-1 axes."""
+    return tl.sum(tl.sum(tl.sum(x, axis=5, keep_dims=True), axis=3, keep_dims=True), axis=2, keep_dims=True)
+
+
+@triton.jit
+def _from_second(x, is_second):
+    """x at each second slot s, seen from the first-half slot aligned with it (a sum over the half axis)."""
+    return tl.sum(tl.where(is_second, x, 0.0), axis=2, keep_dims=True)
+
+
+@triton.jit
+def _tanh_backward(z, a, is_value, is_ds, is_second, is_live, half):
+    """∂L/∂z for the tanh rule's input jet z, from a = ∂L/∂(its output jet)."""
+    z_val, z_part = _value_and_partner(z, is_value, half)
+    h = _tanh(z_val)
+    g = 1.0 - h * h
+    a = tl.where(is_live, a, 0.0)
+    squares = tl.where(is_second, z_part * z_part, 0.0)
+    d_g = _over_slots(tl.where(is_value, 0.0, a) * (z - 2.0 * h * squares))
+    d_h = _over_slots(tl.where(is_value, a, 0.0) - 2.0 * g * squares * a) - 2.0 * h * d_g
+    partner = _from_second(a * z_part, is_second)
+    first = g * a - tl.where((half == 0) & is_ds, 4.0 * h * g * partner, 0.0)
+    return tl.where(is_value, g * d_h, tl.where(is_live, first, 0.0))
+
+
+@triton.jit
+def _gate_backward(a, z, d, is_value, is_ds, is_second, half):
+    """H = U + Z ⊙ D on jets: (∂L/∂Z, ∂L/∂D) from a = ∂L/∂H (zero on dead slots)."""
+    z_val, z_part = _value_and_partner(z, is_value, half)
+    d_val, d_part = _value_and_partner(d, is_value, half)
+    a_second = tl.where((half == 0) & is_ds, 2.0 * _from_second(a, is_second), 0.0)
+    grad_z = tl.where(is_value, _over_slots(a * d), a * d_val + a_second * d)
+    grad_d = tl.where(is_value, _over_slots(a * z), a * z_val + a_second * z)
+    return grad_z, grad_d
+
+
+@triton.jit
+def _per_unit(x, WP: tl.constexpr, NC: tl.constexpr):
+    """Σ over a tile's slots and points: (WP,)."""
+    return tl.sum(tl.reshape(x, (WP, NC)), axis=1)
+
+
+@triton.jit
+def _accumulate(ptr, offsets, value):
+    tl.store(ptr + offsets, tl.load(ptr + offsets) + value)
+
+
+@triton.jit
+def _input_backward(x_ptr, rows, row_mask, w_ptr, b_ptr, g_w_ptr, g_b_ptr, a, u, dir_slot, is_value, is_ds,
+                    is_second, is_live, half, IN_DIM: tl.constexpr, WP: tl.constexpr, NC: tl.constexpr):
+    """An input layer (z = x W' + b', z_i = W'[i], z_ii = 0, then tanh) from a = ∂L/∂(its output jet): into its
+    partial ∂W' (IN_DIM, WP) and ∂b' (WP,)."""
+    pre = _pre_activation(x_ptr, rows, row_mask, w_ptr, b_ptr, u, IN_DIM, WP)
+    z = tl.where(is_value, pre, tl.where(half == 0, _slot_rows(w_ptr, dir_slot, u, WP), 0.0))
+    grad_z = _tanh_backward(z, a, is_value, is_ds, is_second, is_live, half)
+    grad_pre = tl.where(is_value, grad_z, 0.0)
+    units = tl.arange(0, WP)
+    _accumulate(g_b_ptr, units, _per_unit(grad_pre, WP, NC))
+    for i in tl.static_range(IN_DIM):
+        x_i = tl.load(x_ptr + rows * IN_DIM + i, mask=row_mask, other=0.0)
+        row_grad = grad_pre * x_i + tl.where((half == 0) & (dir_slot == i), grad_z, 0.0)
+        _accumulate(g_w_ptr + i * WP, units, _per_unit(row_grad, WP, NC))
+
+
+@triton.jit
+def _burgers_slot_grads(grad_r, grad_value, u_val, v_val, nu, d_x, d_y, d_t, is_value, is_second):
+    """∂L/∂y per slot for one output (u or v), from ∂L/∂(its residual) per point: ∂_x ← grad_r u, ∂_y ← grad_r v,
+    ∂_t ← grad_r, the second derivatives ← −ν grad_r; the value slot gets ``grad_value`` (both residuals' terms)."""
+    g = _jet_points(grad_r)
+    slots = tl.where(d_x, g * _jet_points(u_val), tl.where(d_y, g * _jet_points(v_val), tl.where(
+        d_t, g, tl.where(is_second, -nu * g, 0.0))))
+    return tl.where(is_value, _jet_points(grad_value), slots)
+
+
+@triton.jit
+def _jet_points(x):
+    """A per-point (PH, 4) tensor in the 6-D tile view (1, PH, 1, 1, 4, 1)."""
+    return tl.reshape(x, (1, x.shape[0], 1, 1, 4, 1))
+
+
+@triton.jit
+def _zero(ptr, SIZE: tl.constexpr):
+    tl.store(ptr + tl.arange(0, SIZE), tl.zeros((SIZE,), tl.float32))
+
+
+@triton.jit
+def mlp_jets_backward_kernel(
+    x_ptr, w_in_ptr, b_in_ptr, dirs_s_ptr, dirs_o_ptr, w_h_ptr, b_h_ptr, w_out_ptr, b_out_ptr,
+    map_s_ptr, map_o_ptr, map_ss_ptr, grad_out_ptr, nu_ptr, scratch_ptr,
+    g_w_in_ptr, g_b_in_ptr, g_w_h_ptr, g_b_h_ptr, g_w_out_ptr, g_b_out_ptr, g_scalar_ptr, N, coef,
+    IN_DIM: tl.constexpr, OUT_DIM: tl.constexpr, WP: tl.constexpr, DEPTH: tl.constexpr,
+    NSP: tl.constexpr, NOP: tl.constexpr, MODIFIED: tl.constexpr, BURGERS: tl.constexpr,
+    B: tl.constexpr, PRECISION: tl.constexpr,
+):
+    """Parameter gradients over tiles pid, pid + P, ... into this program's partials (layout: ``new_partials``).
+    ``g_scalar``: (loss, ∂L/∂ν) in Burgers mode."""
+    H: tl.constexpr = 4 if 1 + NSP + NOP <= 4 else (8 if 1 + NSP + NOP <= 8 else 16)
+    NC: tl.constexpr = 2 * H * B
+    NIN: tl.constexpr = 3 if MODIFIED else 1
+    FIRST: tl.constexpr = 2 if MODIFIED else 0
+    JET: tl.constexpr = WP * NC
+    pid = tl.program_id(0)
+    programs = tl.num_programs(0)
+    u, ph, pl, half, j, is_value, is_ds, is_do, is_second, is_live, dir_slot = _slot_layout(
+        dirs_s_ptr, dirs_o_ptr, WP, NSP, NOP, B, H)
+    jet_shape: tl.constexpr = (WP, B // 4, 2, H // 2, 4, 2)
+    jet_offsets = tl.arange(0, WP)[:, None] * NC + tl.arange(0, NC)[None, :]
+    scratch = scratch_ptr + pid.to(tl.int64) * (DEPTH + 1) * JET
+    units = tl.arange(0, WP)
+    # this program's partials, zeroed here (nothing is read before it is written)
+    g_w_in = g_w_in_ptr + pid * NIN * IN_DIM * WP
+    g_b_in = g_b_in_ptr + pid * NIN * WP
+    g_w_h = g_w_h_ptr + pid.to(tl.int64) * DEPTH * WP * WP
+    g_b_h = g_b_h_ptr + pid * DEPTH * WP
+    g_w_out = g_w_out_ptr + pid * OUT_DIM * WP
+    g_b_out = g_b_out_ptr + pid * 4
+    g_scalar = g_scalar_ptr + pid * 2
+    for i in tl.static_range(NIN * IN_DIM):
+        _zero(g_w_in + i * WP, WP)
+    for i in tl.static_range(NIN):
+        _zero(g_b_in + i * WP, WP)
+    for k in range(DEPTH):
+        _zero(g_w_h + k * WP * WP, WP * WP)
+        _zero(g_b_h + k * WP, WP)
+    for o in tl.static_range(OUT_DIM):
+        _zero(g_w_out + o * WP, WP)
+    _zero(g_b_out, 4)
+    _zero(g_scalar, 2)
+
+    tile = pid
+    while tile < tl.cdiv(N, B):  # (a while loop: the interpreter cannot range over a runtime bound)
+        rows = tile.to(tl.int64) * B + ph * 4 + pl
+        row_mask = rows < N
+        # forward, keeping T_0 and every pre-activation Z_k in the scratch jets
+        t, h_u, h_v, r_u, r_v = _input_layers(x_ptr, rows, row_mask, w_in_ptr, b_in_ptr, u, dir_slot, is_value,
+                                              is_second, IN_DIM, WP, MODIFIED)
+        tl.store(scratch + jet_offsets, tl.reshape(t, (WP, NC)))
+        for k in range(DEPTH):
+            z = _linear(t, w_h_ptr + k * 3 * WP * WP, b_h_ptr + k * WP, u, is_value, WP, NC, PRECISION)
+            tl.store(scratch + (k + 1) * JET + jet_offsets, tl.reshape(z, (WP, NC)))
+            t = _activate(z, h_u, h_v, r_u, r_v, is_value, is_second, is_live, half, MODIFIED)
+
+        # output layer: a = ∂L/∂T_DEPTH = Σ_o W_out[o] ∂L/∂y_o, and the output layer's own gradients
+        if BURGERS:
+            w_u = tl.load(w_out_ptr + u)
+            w_v = tl.load(w_out_ptr + WP + u)
+            u_val, v_val, u_x, u_y, u_t, lap_u, v_x, v_y, v_t, lap_v = _burgers_terms(
+                tl.sum(t * w_u, axis=0), tl.sum(t * w_v, axis=0), b_out_ptr, half, j, is_value, is_second)
+            nu = tl.load(nu_ptr)
+            valid = tl.reshape(row_mask, (B // 4, 4))
+            res_u = tl.where(valid, u_t + u_val * u_x + v_val * u_y - nu * lap_u, 0.0)
+            res_v = tl.where(valid, v_t + u_val * v_x + v_val * v_y - nu * lap_v, 0.0)
+            g_u = 2.0 * coef * res_u  # ∂L/∂r
+            g_v = 2.0 * coef * res_v
+            _accumulate(g_scalar, 0, coef * tl.sum(res_u * res_u + res_v * res_v))
+            _accumulate(g_scalar, 1, -tl.sum(g_u * lap_u + g_v * lap_v))
+            d_x = (half == 0) & (j == 1)
+            d_y = (half == 0) & (j == 2)
+            d_t = (half == 0) & (j == 3)
+            grad_u = _burgers_slot_grads(g_u, g_u * u_x + g_v * v_x, u_val, v_val, nu, d_x, d_y, d_t, is_value,
+                                         is_second)
+            grad_v = _burgers_slot_grads(g_v, g_u * u_y + g_v * v_y, u_val, v_val, nu, d_x, d_y, d_t, is_value,
+                                         is_second)
+            a = w_u * grad_u + w_v * grad_v
+            _accumulate(g_w_out, units, _per_unit(t * grad_u, WP, NC))
+            _accumulate(g_w_out + WP, units, _per_unit(t * grad_v, WP, NC))
+            _accumulate(g_b_out, 0, tl.sum(tl.where(is_value, grad_u, 0.0)))
+            _accumulate(g_b_out, 1, tl.sum(tl.where(is_value, grad_v, 0.0)))
+        else:
+            channel = _output_channel(j, half, is_value, is_ds, is_do, is_second, map_s_ptr, map_o_ptr, map_ss_ptr,
+                                      NSP)
+            a = tl.zeros(jet_shape, tl.float32)
+            for o in tl.static_range(OUT_DIM):
+                grad_y = tl.load(grad_out_ptr + tl.maximum(channel, 0).to(tl.int64) * N * OUT_DIM + rows * OUT_DIM + o,
+                                 mask=(channel >= 0) & row_mask, other=0.0)
+                a += tl.load(w_out_ptr + o * WP + u) * grad_y
+                _accumulate(g_w_out + o * WP, units, _per_unit(t * grad_y, WP, NC))
+                _accumulate(g_b_out, o, tl.sum(tl.where(is_value, grad_y, 0.0)))
+
+        # hidden layers, last to first; `below` is the scratch jet under layer k: T_0, or Z_{k-1} (T_k = act(Z_{k-1}))
+        grad_u_jet = tl.zeros(jet_shape, tl.float32)
+        grad_v_jet = tl.zeros(jet_shape, tl.float32)
+        z = tl.reshape(tl.load(scratch + DEPTH * JET + jet_offsets), jet_shape)
+        for step in range(DEPTH):
+            k = DEPTH - 1 - step
+            below = tl.reshape(tl.load(scratch + k * JET + jet_offsets), jet_shape)
+            t_in = tl.where(k > 0, _activate(below, h_u, h_v, r_u, r_v, is_value, is_second, is_live, half,
+                                             MODIFIED), below)
+            if MODIFIED:
+                gate_u = _input_rule(h_u, r_u, is_value, is_second)
+                gate_v = _input_rule(h_v, r_v, is_value, is_second)
+                z_jet = _activate(z, h_u, h_v, r_u, r_v, is_value, is_second, is_live, half, False)
+                a = tl.where(is_live, a, 0.0)
+                grad_z_jet, grad_d = _gate_backward(a, z_jet, gate_v - gate_u, is_value, is_ds, is_second, half)
+                grad_u_jet += a - grad_d
+                grad_v_jet += grad_d
+                a = grad_z_jet
+            grad_z = _tanh_backward(z, a, is_value, is_ds, is_second, is_live, half)
+            grad_z2 = tl.reshape(grad_z, (WP, NC))
+            w_offsets = units[:, None] * WP + units[None, :]  # [in, out]
+            g_w = g_w_h + k * WP * WP + w_offsets
+            tl.store(g_w, tl.dot(tl.reshape(t_in, (WP, NC)), tl.trans(grad_z2), tl.load(g_w),
+                                 input_precision=PRECISION))
+            _accumulate(g_b_h + k * WP, units, _per_unit(tl.where(is_value, grad_z, 0.0), WP, NC))
+            w = tl.load(w_h_ptr + k * 3 * WP * WP + w_offsets)  # plane 0: W (in, out)
+            a = tl.reshape(tl.dot(w, grad_z2, input_precision=PRECISION), jet_shape)
+            z = below
+
+        # input layers (M3: the encoders too, from the gradients of U and V summed over the gate layers)
+        LAYER: tl.constexpr = IN_DIM * WP
+        _input_backward(x_ptr, rows, row_mask, w_in_ptr + FIRST * LAYER, b_in_ptr + FIRST * WP,
+                        g_w_in + FIRST * LAYER, g_b_in + FIRST * WP, a, u, dir_slot, is_value, is_ds, is_second,
+                        is_live, half, IN_DIM, WP, NC)
+        if MODIFIED:
+            _input_backward(x_ptr, rows, row_mask, w_in_ptr, b_in_ptr, g_w_in, g_b_in, grad_u_jet, u, dir_slot,
+                            is_value, is_ds, is_second, is_live, half, IN_DIM, WP, NC)
+            _input_backward(x_ptr, rows, row_mask, w_in_ptr + LAYER, b_in_ptr + WP, g_w_in + LAYER, g_b_in + WP,
+                            grad_v_jet, u, dir_slot, is_value, is_ds, is_second, is_live, half, IN_DIM, WP, NC)
+        tile += programs
+
+
+# ----------------------------------------------------------------------------------------------- host side
+PROGRAMS_PER_SM = 2  # persistent programs: enough to fill the GPU, few partials to reduce
+INTERPRETED_PROGRAMS = 2
+
+
+def _slots(meta):
+    """Slots per tile column group (2H), as the kernel's H."""
+    live = 1 + meta["NSP"] + meta["NOP"]
+    return 2 * (4 if live <= 4 else 8 if live <= 8 else 16)
+
+
+def new_partials(meta, programs, device):
+    """Per-program partial gradients of the packed weights. ``torch.empty``: each program zeroes its own."""
+    nin, wp, depth = (3 if meta["MODIFIED"] else 1), meta["WP"], meta["DEPTH"]
+    shapes = dict(w_in=(nin, meta["IN_DIM"], wp), b_in=(nin, wp), w_h=(depth, wp, wp), b_h=(depth, wp),
+                  w_out=(meta["OUT_DIM"], wp), b_out=(4,), scalars=(2,))
+    return {name: torch.empty(programs, *shape, dtype=torch.float32, device=device) for name, shape in shapes.items()}
+
+
+def backward_programs(device, tiles, programs=None):
+    """Persistent programs: ``programs`` if given, else 2 per SM on a GPU (2 under the interpreter); never more
+    than there are tiles."""
+    if programs is None:
+        programs = (torch.cuda.get_device_properties(device).multi_processor_count * PROGRAMS_PER_SM
+                    if device.type == "cuda" else INTERPRETED_PROGRAMS)
+    return max(1, min(int(programs), tiles))
+
+
+def launch_backward(model, x, spec, precision, *, grad_out=None, nu=None, block=None, programs=None):
+    """Sums over the points of the packed weights' gradients (dict of tensors, see :func:`new_partials`), from
+    ``grad_out`` (jets layout) or, when ``grad_out`` is None, from the Burgers residual loss at ν (then
+    ``scalars`` = (L_r, ∂L_r/∂ν))."""
+    burgers = grad_out is None
+    packed = packed_weights(model, spec, x.device)
+    meta = packed["meta"]
+    best_block, warps = backward_launch_config(meta, burgers, precision)
+    block = block or best_block
+    n = x.shape[0]
+    dummy = x.new_zeros(1)
+    grad_out = dummy if burgers else grad_out.contiguous().float()
+    nu = dummy if nu is None else nu.detach().float().reshape(1).contiguous()
+
+    def run(block):
+        tiles = triton.cdiv(n, block)
+        programs_used = backward_programs(x.device, tiles, programs)
+        partials = new_partials(meta, programs_used, x.device)
+        scratch = torch.empty(programs_used, meta["DEPTH"] + 1, meta["WP"], _slots(meta) * block,
+                              dtype=torch.float32, device=x.device)
+        mlp_jets_backward_kernel[(programs_used,)](
+            x.contiguous(), *packed["tensors"], grad_out, nu, scratch, *partials.values(), n, 1.0 / n, **meta,
+            BURGERS=burgers, B=block, PRECISION=precision, num_warps=warps, num_stages=1)
+        return {name: partial.sum(0) for name, partial in partials.items()}  # a fixed-order, atomic-free reduction
+
+    return halving_tile_on_overflow(run, block, model, spec)
+
+
+def model_gradients(model, sums):
+    """The packed gradients as one tensor per parameter of ``model``, in ``model.parameters()`` order: padding
+    dropped, the input normalisation unfolded (W' = scale ⊙ Wᵀ, b' = b + shift Wᵀ)."""
+    width = model.width
+    modified = isinstance(model, ModifiedMLP)
+    inputs = [model.encoder_u, model.encoder_v, model.input_layer] if modified else [model.input_layer]
+    grads = {}
+    for k, layer in enumerate(inputs):
+        grad_w, grad_b = sums["w_in"][k, :, :width], sums["b_in"][k, :width]
+        grads[layer.weight] = (grad_w * model.in_scale[:, None] + model.in_shift[:, None] * grad_b).T
+        grads[layer.bias] = grad_b
+    for k, layer in enumerate(model.gates if modified else model.hidden):
+        grads[layer.weight] = sums["w_h"][k, :width, :width].T
+        grads[layer.bias] = sums["b_h"][k, :width]
+    grads[model.output.weight] = sums["w_out"][:, :width]
+    grads[model.output.bias] = sums["b_out"][:model.out_dim]
+    return [grads[p] for p in model.parameters()]
+
+
+class TritonJets(torch.autograd.Function):
+    """Jets by the fused forward kernel; their backward to the parameters by the fused backward kernel (∂/∂x, when
+    asked, by differentiating the torch jets path)."""
+
+    @staticmethod
+    def forward(ctx, x, model, spec, precision, block, *params):
+        ctx.model, ctx.spec, ctx.precision = model, spec, precision
+        ctx.versions = [p._version for p in params]
+        ctx.save_for_backward(x)
+        out = torch.empty(spec.n_outputs, x.shape[0], model.out_dim, dtype=torch.float32, device=x.device)
+        return launch(model, x, spec, out, out.new_zeros(1), False, precision, block)
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        (x,) = ctx.saved_tensors
+        model = ctx.model
+        if [p._version for p in model.parameters()] != ctx.versions:
+            raise RuntimeError("model parameters were modified in place between the jets and their backward")
+        grads = model_gradients(model, launch_backward(model, x, ctx.spec, ctx.precision, grad_out=grad_out))
+        grad_x = None
+        if ctx.needs_input_grad[0]:
+            with torch.enable_grad():
+                x = x.detach().requires_grad_(True)
+                jets = model.taylor(x, ctx.spec)[ctx.spec.output_channels()]
+                (grad_x,) = torch.autograd.grad(jets, x, grad_out)
+        return (grad_x, None, None, None, None, *grads)
+
+
+def triton_jets(model, x, spec, precision=DEFAULT_PRECISION, block=None):
+    """``taylor_jets(..., backend="triton")``: jets in the public layout ``(C, N, out_dim)``, float32, differentiable
+    with respect to the parameters by the fused backward."""
+    check_supported(model, x, precision)
+    return TritonJets.apply(x, model, spec, precision, block, *model.parameters())
+
+
+class TritonBurgersLoss(torch.autograd.Function):
+    """``L_r = mean(r_u²) + mean(r_v²)``: the loss and its gradients to every parameter and to ν come from one
+    fused launch in the forward (the residuals never reach memory); the backward only scales them."""
+
+    @staticmethod
+    def forward(ctx, x, nu, model, precision, programs, *params):
+        sums = launch_backward(model, x, BURGERS_SPEC, precision, nu=nu, programs=programs)
+        ctx.save_for_backward(sums["scalars"][1].reshape(nu.shape).to(nu.dtype), *model_gradients(model, sums))
+        return sums["scalars"][0]
+
+    @staticmethod
+    def backward(ctx, grad_loss):
+        grad_nu, *grads = ctx.saved_tensors
+        return (None, grad_loss * grad_nu, None, None, None, *(grad_loss * g for g in grads))
+
+
+def burgers_loss(model, x, nu, precision=DEFAULT_PRECISION, programs=None):
+    """The fused Burgers residual loss at collocation points ``x`` (x, y, t): a scalar tensor, differentiable with
+    respect to the model's parameters and to ``nu`` (a float or a tensor, e.g. ``log_nu.exp()``)."""
+    check_supported(model, x, precision)
+    if model.in_dim != 3 or model.out_dim != 2:
+        raise PinnfastError(f"Burgers needs a model (x, y, t) -> (u, v); got in_dim {model.in_dim}, "
+                            f"out_dim {model.out_dim}")
+    if x.shape[0] == 0:
+        raise PinnfastError("the Burgers loss needs at least one collocation point")
+    nu = torch.as_tensor(nu, dtype=torch.float32, device=x.device)
+    return TritonBurgersLoss.apply(x, nu, model, precision, programs, *model.parameters())
