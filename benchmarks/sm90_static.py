@@ -57,13 +57,15 @@ class Compiled:
         return self.spill_bytes == 0 and self.shared_bytes <= H100_SHARED_BYTES
 
 
-def compile_sm90(constexprs, num_warps):
-    """Compile ``mlp_jets_kernel`` with these constexprs for sm_90a; registers, spills, shared memory, SASS mix."""
-    names = list(kernel.mlp_jets_kernel.arg_names)
+def compile_sm90(constexprs, num_warps, fn=kernel.mlp_jets_kernel):
+    """Compile a jets kernel (forward by default) with these constexprs for sm_90a; registers, spills, shared memory,
+    SASS mix."""
+    names = list(fn.arg_names)
     signature = {name: "constexpr" if name in constexprs else
-                 ("i32" if name == "N" else "*i32" if name.startswith(("dirs_", "map_")) else "*fp32")
+                 ("i32" if name == "N" else "fp32" if name == "coef" else
+                  "*i32" if name.startswith(("dirs_", "map_")) else "*fp32")
                  for name in names}
-    source = ASTSource(fn=kernel.mlp_jets_kernel, signature=signature,
+    source = ASTSource(fn=fn, signature=signature,
                        constexprs={(names.index(k),): v for k, v in constexprs.items()})
     compiled = triton.compile(source, target=GPUTarget("cuda", 90, 32),
                               options={"num_warps": num_warps, "num_stages": 1})  # as the launcher

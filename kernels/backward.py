@@ -75,6 +75,37 @@ def _gate_backward(a, z, d, is_value, is_ds, is_second, half):
 
 
 @triton.jit
+def _encoder_grads(grad_jet, h, r, grad_h, grad_r, is_value, is_second):
+    """Add ∂L/∂(an encoder's jet) to ∂L/∂h per (unit, point) and ∂L/∂r per (unit, slot), the two things the
+    jet h; g r; −2 h g r² is made of (∂/∂h: 1; −2 h r; −2 r² (1 − 3h²). ∂/∂r: g; −4 h g r)."""
+    g = 1.0 - h * h
+    by_h = tl.where(is_value, 1.0, tl.where(is_second, -2.0 * r * r * (1.0 - 3.0 * h * h), -2.0 * h * r))
+    by_r = tl.where(is_value, 0.0, tl.where(is_second, -4.0 * h * g * r, g))
+    grad_h += _over_slots(grad_jet * by_h)
+    grad_r += tl.sum(tl.sum(grad_jet * by_r, axis=4, keep_dims=True), axis=1, keep_dims=True)
+    return grad_h, grad_r
+
+
+@triton.jit
+def _encoder_backward(x_ptr, rows, row_mask, h, grad_h, grad_r, dir_slot, g_w_ptr, g_b_ptr, IN_DIM: tl.constexpr,
+                      WP: tl.constexpr):
+    """An encoder (h = tanh(x W' + b'), r = W'[direction]) from ∂L/∂h and ∂L/∂r into its partial ∂W', ∂b'."""
+    grad_pre = (1.0 - h * h) * grad_h
+    units = tl.arange(0, WP)
+    _accumulate(g_b_ptr, units, _unit_sum(grad_pre, WP))
+    for i in tl.static_range(IN_DIM):
+        x_i = tl.load(x_ptr + rows * IN_DIM + i, mask=row_mask, other=0.0)
+        _accumulate(g_w_ptr + i * WP, units,
+                    _unit_sum(grad_pre * x_i, WP) + _unit_sum(tl.where(dir_slot == i, grad_r, 0.0), WP))
+
+
+@triton.jit
+def _unit_sum(x, WP: tl.constexpr):
+    """Σ over every axis but the first (units): (WP,)."""
+    return tl.sum(tl.reshape(x, (WP, x.numel // WP)), axis=1)
+
+
+@triton.jit
 def _per_unit(x, WP: tl.constexpr, NC: tl.constexpr):
     """Σ over a tile's slots and points: (WP,)."""
     return tl.sum(tl.reshape(x, (WP, NC)), axis=1)
@@ -217,45 +248,47 @@ def mlp_jets_backward_kernel(
                 _accumulate(g_w_out + o * WP, units, _per_unit(t * grad_y, WP, NC))
                 _accumulate(g_b_out, o, tl.sum(tl.where(is_value, grad_y, 0.0)))
 
-        # hidden layers, last to first; `below` is the scratch jet under layer k: T_0, or Z_{k-1} (T_k = act(Z_{k-1}))
-        grad_u_jet = tl.zeros(jet_shape, tl.float32)
-        grad_v_jet = tl.zeros(jet_shape, tl.float32)
-        z = tl.reshape(tl.load(scratch + DEPTH * JET + jet_offsets), jet_shape)
+        # hidden layers, last to first. Z_k and the jet under it (T_0, or Z_{k-1} with T_k = act(Z_{k-1})) are
+        # re-read from the scratch each layer rather than kept: fewer jets live in registers. M3 keeps ∂L/∂h and
+        # ∂L/∂r of both encoders (per (unit, point) and per (unit, slot)), not jets.
+        grad_h_u = tl.zeros(h_u.shape, tl.float32)
+        grad_h_v = tl.zeros(h_u.shape, tl.float32)
+        grad_r_u = tl.zeros(r_u.shape, tl.float32)
+        grad_r_v = tl.zeros(r_u.shape, tl.float32)
         for step in range(DEPTH):
             k = DEPTH - 1 - step
+            z = tl.reshape(tl.load(scratch + (k + 1) * JET + jet_offsets), jet_shape)
+            if MODIFIED:
+                a = tl.where(is_live, a, 0.0)
+                grad_z_jet, grad_d = _gate_backward(
+                    a, _activate(z, h_u, h_v, r_u, r_v, is_value, is_second, is_live, half, False),
+                    _input_rule(h_v, r_v, is_value, is_second) - _input_rule(h_u, r_u, is_value, is_second),
+                    is_value, is_ds, is_second, half)
+                grad_h_u, grad_r_u = _encoder_grads(a - grad_d, h_u, r_u, grad_h_u, grad_r_u, is_value, is_second)
+                grad_h_v, grad_r_v = _encoder_grads(grad_d, h_v, r_v, grad_h_v, grad_r_v, is_value, is_second)
+                a = grad_z_jet
+            grad_z = _tanh_backward(z, a, is_value, is_ds, is_second, is_live, half)
+            _accumulate(g_b_h + k * WP, units, _per_unit(tl.where(is_value, grad_z, 0.0), WP, NC))
+            grad_z = tl.reshape(grad_z, (WP, NC))
             below = tl.reshape(tl.load(scratch + k * JET + jet_offsets), jet_shape)
             t_in = tl.where(k > 0, _activate(below, h_u, h_v, r_u, r_v, is_value, is_second, is_live, half,
                                              MODIFIED), below)
-            if MODIFIED:
-                gate_u = _input_rule(h_u, r_u, is_value, is_second)
-                gate_v = _input_rule(h_v, r_v, is_value, is_second)
-                z_jet = _activate(z, h_u, h_v, r_u, r_v, is_value, is_second, is_live, half, False)
-                a = tl.where(is_live, a, 0.0)
-                grad_z_jet, grad_d = _gate_backward(a, z_jet, gate_v - gate_u, is_value, is_ds, is_second, half)
-                grad_u_jet += a - grad_d
-                grad_v_jet += grad_d
-                a = grad_z_jet
-            grad_z = _tanh_backward(z, a, is_value, is_ds, is_second, is_live, half)
-            grad_z2 = tl.reshape(grad_z, (WP, NC))
             w_offsets = units[:, None] * WP + units[None, :]  # [in, out]
             g_w = g_w_h + k * WP * WP + w_offsets
-            tl.store(g_w, tl.dot(tl.reshape(t_in, (WP, NC)), tl.trans(grad_z2), tl.load(g_w),
+            tl.store(g_w, tl.dot(tl.reshape(t_in, (WP, NC)), tl.trans(grad_z), tl.load(g_w),
                                  input_precision=PRECISION))
-            _accumulate(g_b_h + k * WP, units, _per_unit(tl.where(is_value, grad_z, 0.0), WP, NC))
             w = tl.load(w_h_ptr + k * 3 * WP * WP + w_offsets)  # plane 0: W (in, out)
-            a = tl.reshape(tl.dot(w, grad_z2, input_precision=PRECISION), jet_shape)
-            z = below
+            a = tl.reshape(tl.dot(w, grad_z, input_precision=PRECISION), jet_shape)
 
-        # input layers (M3: the encoders too, from the gradients of U and V summed over the gate layers)
+        # input layers (M3: the encoders too, from ∂L/∂h and ∂L/∂r summed over the gate layers)
         LAYER: tl.constexpr = IN_DIM * WP
         _input_backward(x_ptr, rows, row_mask, w_in_ptr + FIRST * LAYER, b_in_ptr + FIRST * WP,
                         g_w_in + FIRST * LAYER, g_b_in + FIRST * WP, a, u, dir_slot, is_value, is_ds, is_second,
                         is_live, half, IN_DIM, WP, NC)
         if MODIFIED:
-            _input_backward(x_ptr, rows, row_mask, w_in_ptr, b_in_ptr, g_w_in, g_b_in, grad_u_jet, u, dir_slot,
-                            is_value, is_ds, is_second, is_live, half, IN_DIM, WP, NC)
-            _input_backward(x_ptr, rows, row_mask, w_in_ptr + LAYER, b_in_ptr + WP, g_w_in + LAYER, g_b_in + WP,
-                            grad_v_jet, u, dir_slot, is_value, is_ds, is_second, is_live, half, IN_DIM, WP, NC)
+            _encoder_backward(x_ptr, rows, row_mask, h_u, grad_h_u, grad_r_u, dir_slot, g_w_in, g_b_in, IN_DIM, WP)
+            _encoder_backward(x_ptr, rows, row_mask, h_v, grad_h_v, grad_r_v, dir_slot, g_w_in + LAYER, g_b_in + WP,
+                              IN_DIM, WP)
         tile += programs
 
 
