@@ -1,0 +1,133 @@
+"""The fused backward kernels against float64 autograd of the reference jets, under the interpreter.
+
+Fresh random models, points and upstream gradients per check; the per-program partial gradients poisoned with NaN
+before every launch (each program must write all of its own); widths that are not powers of two; N not a multiple
+of the tile; several tiles per persistent program.
+"""
+import itertools
+
+import pytest
+import torch
+
+import pinnfast as pf
+from pinnfast.burgers import FIRST, SECOND, burgers_residuals
+from pinnfast.jets import JetSpec
+from pinnfast.kernels import backward
+from conftest import relative_error
+from helpers import random_model, random_points
+
+SPECS = [((0, 1, 2), (0, 1)), ((0,), (0,)), ((1,), (0, 1)), ((), (0,)), ((1, 0), ()), ((0, 1, 2, 3), (3, 1, 2, 0)),
+         ((), ())]
+CASES = [  # (kind, width, depth, in_dim, out_dim): every width with every depth, the kinds alternating
+    (kind, width, depth, in_dim, out_dim)
+    for kind, (width, depth), in_dim, out_dim in zip(
+        itertools.cycle([pf.ModifiedMLP, pf.MLP]), itertools.product([16, 50, 64, 100, 128], [1, 3, 6]),
+        itertools.cycle([2, 3, 4]), itertools.cycle([2, 1, 3, 4]))
+]
+N_POINTS = 37  # 3 programs × tiles of 4 or 8 points: several tiles per program and a partial last one
+
+
+@pytest.fixture(autouse=True)
+def poisoned_partials(monkeypatch):
+    original = backward.new_partials
+    monkeypatch.setattr(backward, "new_partials",
+                        lambda *args: {k: v.fill_(float("nan")) for k, v in original(*args).items()})
+
+
+def _spec_for(in_dim, index):
+    valid = [s for s in SPECS if all(i < in_dim for i in s[0] + s[1])]
+    return JetSpec(*valid[index % len(valid)])
+
+
+def _float64_copy(model):
+    copy = type(model)(model.in_dim, model.out_dim, model.width, model.depth)
+    copy.load_state_dict(model.state_dict())
+    return copy.double()
+
+
+@pytest.mark.parametrize("case_index", range(len(CASES)))
+def test_jets_backward_matches_autograd(case_index, rng):
+    kind, width, depth, in_dim, out_dim = CASES[case_index]
+    spec = _spec_for(in_dim, case_index)
+    model = random_model(kind, in_dim, out_dim, width, depth, case_index % 3 != 0, rng, dtype=torch.float32)
+    x = random_points(model, N_POINTS, rng, dtype=torch.float32)
+    upstream = torch.randn(spec.n_outputs, N_POINTS, out_dim, generator=rng)
+    reference = _float64_copy(model)
+    jets = pf.taylor_jets(reference, x.double(), spec.first, spec.second, backend="autograd")
+    expected = torch.autograd.grad(jets, list(reference.parameters()), upstream.double())
+    sums = backward.launch_backward(model, x, spec, "ieee", grad_out=upstream, block=(4, 8)[case_index % 2],
+                                    programs=3)
+    actual = backward.model_gradients(model, sums)
+    for name, got, want in zip([n for n, _ in model.named_parameters()], actual, expected):
+        assert relative_error(got, want) <= 1e-4, name
+
+
+@pytest.mark.parametrize("kind,width,depth", [(pf.ModifiedMLP, 50, 3), (pf.MLP, 100, 1), (pf.ModifiedMLP, 128, 6),
+                                              (pf.ModifiedMLP, 16, 1)])
+def test_fused_burgers_loss_and_its_gradients(kind, width, depth, rng):
+    """L_r = mean(r_u²) + mean(r_v²), ∂L_r/∂θ and ∂L_r/∂ν (through ν = exp(log ν), as the trainer learns it)."""
+    model = random_model(kind, 3, 2, width, depth, True, rng, dtype=torch.float32)
+    x = random_points(model, N_POINTS, rng, dtype=torch.float32)
+    nu_true = 0.005 + 0.1 * torch.rand((), generator=rng, dtype=torch.float64)
+    reference = _float64_copy(model)
+    log_nu64 = nu_true.log().requires_grad_(True)
+    residual, _ = burgers_residuals(reference, x.double(), log_nu64.exp(), backend="autograd")
+    expected_loss = residual.square().mean(0).sum()
+    expected = torch.autograd.grad(expected_loss, [*reference.parameters(), log_nu64])
+    log_nu = nu_true.float().log().requires_grad_(True)
+    loss = pf.kernels.burgers_loss(model, x, log_nu.exp(), precision="ieee", programs=3)
+    assert relative_error(loss, expected_loss) <= 1e-5
+    loss.backward()
+    for (name, p), want in zip(model.named_parameters(), expected):
+        assert relative_error(p.grad, want) <= 1e-4, name
+    assert relative_error(log_nu.grad, expected[-1]) <= 1e-4
+
+
+def test_gradients_are_bit_identical_on_repeat(rng):
+    """Per-program partials in a fixed order, no atomics: the same call twice gives the same bits."""
+    model = random_model(pf.ModifiedMLP, 3, 2, 50, 2, True, rng, dtype=torch.float32)
+    x = random_points(model, 61, rng, dtype=torch.float32)
+    first, second = (torch.autograd.grad(pf.kernels.burgers_loss(model, x, 0.02, precision="ieee", programs=3),
+                                         list(model.parameters())) for _ in range(2))
+    assert all(torch.equal(a, b) for a, b in zip(first, second))
+
+
+def test_program_count_changes_only_the_round_off(rng):
+    model = random_model(pf.MLP, 2, 1, 20, 2, True, rng, dtype=torch.float32)
+    x = random_points(model, 45, rng, dtype=torch.float32)
+    upstream = torch.randn(4, 45, 1, generator=rng)
+    spec = JetSpec((0, 1), (0,))
+    one, many = (backward.model_gradients(model, backward.launch_backward(
+        model, x, spec, "ieee", grad_out=upstream, block=4, programs=p)) for p in (1, 5))
+    for a, b in zip(one, many):
+        assert relative_error(a, b) <= 1e-6
+
+
+def test_triton_backend_trains_like_the_torch_backend(rng):
+    """A few Adam steps on the Burgers loss: the fused loss and the torch jets path stay together."""
+    start = random_model(pf.ModifiedMLP, 3, 2, 20, 2, True, rng, dtype=torch.float32)
+    points = [random_points(start, 24, rng, dtype=torch.float32) for _ in range(5)]
+    params = {}
+    for backend in ("torch", "triton"):
+        model = _float64_copy(start).float()
+        log_nu = torch.tensor(-3.0, requires_grad=True)
+        optimizer = torch.optim.Adam([*model.parameters(), log_nu], lr=1e-3)
+        for x in points:
+            if backend == "triton":
+                loss = pf.kernels.burgers_loss(model, x, log_nu.exp(), precision="ieee")
+            else:
+                loss = burgers_residuals(model, x, log_nu.exp())[0].square().mean(0).sum()
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+        params[backend] = torch.cat([p.detach().flatten() for p in model.parameters()] + [log_nu.detach()[None]])
+    assert (params["triton"] - params["torch"]).abs().max() <= 1e-5  # 5 steps of lr 1e-3 move them ~5e-3
+
+
+def test_burgers_loss_refuses_what_it_cannot_do():
+    with pytest.raises(pf.PinnfastError, match="at least one collocation point"):
+        pf.kernels.burgers_loss(pf.ModifiedMLP(3, 2, 16, 1), torch.empty(0, 3), 0.1)
+    with pytest.raises(pf.PinnfastError, match=r"Burgers needs a model \(x, y, t\) -> \(u, v\)"):
+        pf.kernels.burgers_loss(pf.ModifiedMLP(2, 1, 16, 1), torch.rand(4, 2), 0.1)
+    with pytest.raises(pf.PinnfastError, match="not an ensemble"):
+        pf.kernels.burgers_loss(pf.ModifiedMLP(3, 2, 16, 1, members=2), torch.rand(4, 3), 0.1)
