@@ -9,17 +9,24 @@ into the repository's git-excluded `shared/` folder first (`mkdir -p shared && c
 with `shared/` in .git/info/exclude); the report says in a row when it or jax is missing. The JSON is rewritten
 after every section, a failed section is a row of the final table, and a correctness failure exits with status 1.
 
-(a) every kernel (jets of MLP and ModifiedMLP, fused Burgers) against float64 autograd, for every precision;
+(a) every kernel (jets of MLP and ModifiedMLP, fused Burgers; their fused backward and the fused Burgers loss's
+    gradients to the parameters and ν) against float64 autograd, for every precision;
 (b) residual evaluation at N = 2^20 for W=64 L=4 and W=128 L=6: the fused kernel, the torch Taylor path (eager
     and torch.compile), eager nested autograd, and JAX when the shared baseline script and jax are importable;
 (c) 10^8 points streamed through `evaluate_residuals`, with the peak GPU memory;
+(d) one M4 training step with annealing every step (16384 collocation + 2048 observation points, W=64 L=4 and
+    W=128 L=6): pinnfast's own `Trainer.train_step` on the triton and on the torch backend, beside the shared
+    script's eager autograd, torch Taylor (eager and torch.compile) and JAX steps;
+(e) `pinnfast infer` on the shipped example, end to end (a subprocess; the wall time a user sees);
 plus the card's fp32 and tf32 matrix-product ceilings measured in the same run.
 """
 import argparse
 import importlib.util
 import json
 import os
+import subprocess
 import sys
+import tempfile
 import time
 import traceback
 from pathlib import Path
@@ -31,12 +38,13 @@ os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")  # JAX must not 
 import pinnfast as pf  # noqa: E402
 from pinnfast.burgers import FIRST, SECOND, residuals_from_jets  # noqa: E402
 from pinnfast.jets import JetSpec  # noqa: E402
-from pinnfast.kernels import PRECISIONS, burgers_fields  # noqa: E402
+from pinnfast.kernels import PRECISIONS, burgers_fields, burgers_loss  # noqa: E402
 from pinnfast.kernels import jets as kernel  # noqa: E402
 
 TOLERANCE = {"value_first": 1e-5, "second": 1e-4}  # the accuracy a precision mode must meet to be the default
 # What each mode must meet not to count as a failure: tf32 (10-bit mantissa) is documented as coarse.
 REQUIRED = {"ieee": TOLERANCE, "tf32x3": TOLERANCE, "tf32": {"value_first": 1e-2, "second": 1e-1}}
+GRADIENT_TOLERANCE = {"ieee": 1e-4, "tf32x3": 1e-4, "tf32": 1e-1}  # relative, every parameter and ν
 RESULTS = []
 
 
@@ -128,6 +136,33 @@ def check_kernels(device, smoke):
                 max_err_value_first=max(errors[:4]), max_err_second=max(errors[4:]),
                 max_err_burgers=max(burgers_errors), unwritten=unwritten, meets_fp32_tolerance=meets(TOLERANCE),
                 passed=meets(REQUIRED[precision]))
+        check_gradients(model, x, seed)
+
+
+def check_gradients(model, x, seed):
+    """The fused backward (jets, upstream gradients drawn at random) and the fused Burgers loss (through
+    ν = exp(log ν)) against float64 autograd of the reference jets, every parameter and ν, every precision."""
+    reference = type(model)(model.in_dim, model.out_dim, model.width, model.depth).to(x.device)
+    reference.load_state_dict(model.state_dict())
+    reference.double()
+    generator = torch.Generator(x.device).manual_seed(seed)
+    upstream = torch.randn(6, x.shape[0], 2, generator=generator, device=x.device)
+    jets = pf.taylor_jets(reference, x.double(), FIRST, SECOND, backend="autograd")
+    expected_jets = torch.autograd.grad(jets, list(reference.parameters()), upstream.double())
+    log_nu64 = torch.tensor(0.02, dtype=torch.float64, device=x.device).log().requires_grad_(True)
+    residual, _ = pf.burgers_residuals(reference, x.double(), log_nu64.exp(), backend="autograd")
+    expected_loss = torch.autograd.grad(residual.square().mean(0).sum(), [*reference.parameters(), log_nu64])
+    for precision in PRECISIONS:
+        got = torch.autograd.grad(pf.taylor_jets(model, x, backend="triton", precision=precision),
+                                  list(model.parameters()), upstream)
+        jets_error = max(relative_error(a, b) for a, b in zip(got, expected_jets))
+        log_nu = torch.tensor(0.02, device=x.device).log().requires_grad_(True)
+        loss = burgers_loss(model, x, log_nu.exp(), precision=precision)
+        got = torch.autograd.grad(loss, [*model.parameters(), log_nu])
+        loss_error = max(relative_error(a, b) for a, b in zip(got, expected_loss))
+        log(kind="grad_check", model=type(model).__name__, width=model.width, depth=model.depth, precision=precision,
+            n=x.shape[0], max_err_jets_grad=jets_error, max_err_burgers_loss_grad=loss_error,
+            passed=max(jets_error, loss_error) <= GRADIENT_TOLERANCE[precision])
 
 
 # ---------------------------------------------------------------------------------------------- (b) timings
@@ -171,7 +206,7 @@ def time_residuals(device, smoke, baselines):
             for width, depth in configs:
                 baselines.run_jax(width, depth, 16384, 2048, n)
             for row in baselines.RESULTS:
-                if row.get("kind") == "residual_eval":
+                if row.get("kind") in ("residual_eval", "train_step_anneal"):
                     log(**row)
         except Exception:
             log(kind="residual_eval", impl="jax_nested_grad", error=traceback.format_exc()[-300:])
@@ -214,6 +249,60 @@ def stream_large(device, smoke):
         finite=bool(torch.isfinite(norms).all()), mean_squared_residual=norms.double().mean().item())
 
 
+# ---------------------------------------------------------------------------------------------- (d) training step
+def time_train_steps(device, smoke, baselines):
+    """pinnfast's own training step (sampling, fused or torch losses, annealing statistics, λ, Adam, decay) on
+    both backends, then the shared script's torch steps (JAX's came with section (b))."""
+    configs = [(16, 1)] if smoke else [(64, 4), (128, 6)]
+    n_r, n_d = (64, 32) if smoke else (16384, 2048)
+    observations = pf.make_observations(0.02, n_d, seed=0)
+    for width, depth in configs:
+        for backend in ("triton", "torch"):
+            config = pf.TrainConfig(model="m4", width=width, depth=depth, n_collocation=n_r, batch_size=n_d,
+                                    anneal_period=1, nu_warmup=0, backend=backend)
+            try:
+                with tempfile.TemporaryDirectory() as tmp:
+                    trainer = pf.Trainer(observations, config, Path(tmp) / "run", device)
+                    ms = timed(trainer.train_step, smoke)
+                log(kind="train_step_anneal", impl=f"pinnfast_{backend}", Nr=n_r, Nd=n_d, ms=ms,
+                    Mpts_per_s=n_r / ms / 1e3, width=width, depth=depth)
+            except Exception as exc:
+                log(kind="train_step_anneal", impl=f"pinnfast_{backend}", error=repr(exc)[:200], width=width,
+                    depth=depth)
+        if baselines is not None and not smoke:
+            baselines.RESULTS.clear()
+            baselines.run_torch(width, depth, n_r, n_d, 4096)
+            for row in baselines.RESULTS:
+                if row.get("kind") == "train_step_anneal":
+                    log(**row)
+
+
+# ---------------------------------------------------------------------------------------------- (e) the main job
+def time_infer(device, smoke, deadline):
+    """`pinnfast infer` on the shipped example as a user runs it, within what is left of the report's budget."""
+    if smoke:
+        return
+    limit = deadline - time.perf_counter() - 15
+    if limit < 30:
+        log(kind="note", section="infer", note=f"not run: {limit:.0f} s left of the report's budget")
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        started = time.perf_counter()
+        try:
+            done = subprocess.run([sys.executable, "-m", "pinnfast", "infer", "--out", f"{tmp}/run", "--quiet"],
+                                  capture_output=True, text=True, timeout=limit)
+        except subprocess.TimeoutExpired:
+            log(kind="infer", error=f"did not finish within the {limit:.0f} s left of the report's budget")
+            return
+        seconds = time.perf_counter() - started
+        if done.returncode != 0:
+            log(kind="infer", error=(done.stderr or done.stdout)[-300:])
+            return
+        result = json.loads((Path(tmp) / "run" / "result.json").read_text())
+    log(kind="infer", seconds=seconds, training_seconds=result["seconds"], steps=result["steps"],
+        backend=result["backend"], nu=result["nu"], nu_error=result.get("nu_error"), warning=result.get("nu_warning"))
+
+
 # ---------------------------------------------------------------------------------------------- table
 def table():
     lines = ["", "== pinnfast GPU report =="]
@@ -230,6 +319,14 @@ def table():
                          f", second {max(r['max_err_second'] for r in rows):.1e}, burgers "
                          f"{max(r['max_err_burgers'] for r in rows):.1e}; "
                          f"{sum(r['meets_fp32_tolerance'] for r in rows)}/{len(rows)} meet 1e-5/1e-4")
+    grads = [r for r in RESULTS if r["kind"] == "grad_check"]
+    for precision in PRECISIONS:
+        rows = [r for r in grads if r["precision"] == precision]
+        if rows:
+            lines.append(f"gradients {precision:7s}: max rel err jets backward "
+                         f"{max(r['max_err_jets_grad'] for r in rows):.1e}, Burgers loss "
+                         f"{max(r['max_err_burgers_loss_grad'] for r in rows):.1e}; "
+                         f"{sum(r['passed'] for r in rows)}/{len(rows)} within {GRADIENT_TOLERANCE[precision]:.0e}")
     evals = [r for r in RESULTS if r["kind"] == "residual_eval"]
     for width, depth in sorted({(r["width"], r["depth"]) for r in evals}):
         rows = [r for r in evals if (r["width"], r["depth"]) == (width, depth)]
@@ -244,6 +341,24 @@ def table():
             tflops = r["Mpts_per_s"] * 1e6 * flops_per_point(width, depth) / 1e12
             pct = [f"{100 * tflops / ceilings[p]:6.1f}%" if p in ceilings else "     -" for p in ("fp32", "tf32")]
             lines.append(f"  {r['impl']:24s} {r['ms']:9.3f} {r['Mpts_per_s']:9.1f} {ratio:16.2f} {pct[0]:>7s} {pct[1]:>7s}")
+    steps = [r for r in RESULTS if r["kind"] == "train_step_anneal"]
+    for width, depth in sorted({(r["width"], r["depth"]) for r in steps}):
+        rows = [r for r in steps if (r["width"], r["depth"]) == (width, depth)]
+        ours = next((r for r in rows if r["impl"] == "pinnfast_triton" and "ms" in r), None)
+        lines.append(f"training step (M4, annealing every step) W={width} L={depth} Nr={rows[0].get('Nr', '?')} "
+                     f"Nd={rows[0].get('Nd', '?')}:")
+        lines.append(f"  {'impl':24s} {'ms':>9s} {'÷ pinnfast_triton':>18s}")
+        for r in rows:
+            if "ms" not in r:
+                lines.append(f"  {r['impl']:24s} failed: {r['error'][:60]}")
+                continue
+            lines.append(f"  {r['impl']:24s} {r['ms']:9.3f} {r['ms'] / ours['ms'] if ours else float('nan'):18.2f}")
+    for r in RESULTS:
+        if r["kind"] == "infer":
+            lines.append("pinnfast infer (shipped example): " + (
+                f"failed: {r['error'][:80]}" if "error" in r else
+                f"{r['seconds']:.1f} s wall ({r['training_seconds']:.1f} s training, {r['steps']} steps, backend "
+                f"{r['backend']}), nu = {r['nu']:.6g} ({100 * r['nu_error']:+.2f} %)"))
     for r in RESULTS:
         if r["kind"] == "error":
             lines.append(f"section {r['step']} FAILED: {r['error'].strip().splitlines()[-1][:100]}")
@@ -292,6 +407,8 @@ def main():
     parser.add_argument("--quick", action="store_true", help="only the correctness checks, every precision")
     parser.add_argument("--baselines", default=None, help="path of bench_baselines.py (for JAX); default: "
                                                           "shared/baselines/ in the repository or beside it")
+    parser.add_argument("--budget", type=float, default=500.0,
+                        help="seconds the whole report may take; the end-to-end infer section uses what is left")
     args = parser.parse_args()
     device = torch.device("cpu" if args.smoke else "cuda")
     if not args.smoke and not torch.cuda.is_available():
@@ -302,10 +419,12 @@ def main():
     log(kind="device", device=name, torch=torch.__version__, triton=triton.__version__,
         date=time.strftime("%Y-%m-%d"))
     baselines = None if args.quick else find_baselines(args.baselines)
+    deadline = time.perf_counter() + args.budget
     sections = [("correctness", check_kernels)]
     if not args.quick:
         sections += [("ceilings", time_ceilings), ("residual_eval", lambda d, s: time_residuals(d, s, baselines)),
-                     ("stream", stream_large)]
+                     ("train_step", lambda d, s: time_train_steps(d, s, baselines)), ("stream", stream_large),
+                     ("infer", lambda d, s: time_infer(d, s, deadline))]
     for section, step in sections:
         started = time.perf_counter()
         try:
@@ -315,7 +434,7 @@ def main():
             log(kind="error", step=section, error=traceback.format_exc()[-1500:])
         write_json()
     print(table())
-    failed = [r for r in RESULTS if (r["kind"] == "check" and not r["passed"])
+    failed = [r for r in RESULTS if (r["kind"] in ("check", "grad_check") and not r["passed"])
               or (r["kind"] == "error" and r["step"] == "correctness")]
     sys.exit(1 if failed else 0)
 

@@ -100,10 +100,15 @@ class BurgersInverse(Problem):
     def losses(self, batch):
         """``L_r = mean(r_u²) + mean(r_v²)`` at the collocation points and ``L_d = mean(|uv − uv_obs|²)``
         (per member for an ensemble)."""
-        nu = self.nu if self.members is None else self.nu[:, None, None]
-        residual, _ = burgers_residuals(self.network, batch["collocation"], nu)
-        loss_r = residual.square().mean(-2).sum(-1)
-        loss_d = (self.network(batch["x"]) - batch["uv"]).square().sum(-1).mean(-1)
+        if self.backend == "triton":  # residual loss and its gradients from one fused launch
+            from .kernels import burgers_loss
+
+            loss_r = burgers_loss(self.network, batch["collocation"], self.nu)
+        else:
+            nu = self.nu if self.members is None else self.nu[:, None, None]
+            residual, _ = burgers_residuals(self.network, batch["collocation"], nu, backend=self.backend)
+            loss_r = residual.square().mean(-2).sum(-1)
+        loss_d = (self.value(batch["x"]) - batch["uv"]).square().sum(-1).mean(-1)
         return loss_r, [loss_d]
 
 

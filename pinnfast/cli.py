@@ -15,7 +15,7 @@ from .data import (DEFAULT_DATA_NU, default_data_path, load_observations, load_t
                    save_observations)
 from .errors import PinnfastError, PinnfastWarning
 from .runfolder import CHECKPOINT, METRICS_CSV, PLOT, load_checkpoint, write_result
-from .trainer import DEVICES, MODELS, TrainConfig, Trainer, TrainingDiverged, load_run, resume_target
+from .trainer import BACKENDS, DEVICES, MODELS, TrainConfig, Trainer, TrainingDiverged, load_run, resume_target
 
 DEFAULTS = TrainConfig()
 INTERRUPTED = 130  # the shell's code for a run stopped by Ctrl-C
@@ -65,6 +65,7 @@ TUNING = (
                                                   "weight matrices (the authors' code)"),
     ("--anneal-mean", "anneal_mean", MEAN_KINDS, "mean of |∇L_i|: over all parameters, or of the per-layer means "
                                                  "(the authors' code)"),
+    ("--backend", "backend", BACKENDS, "auto: the fused Triton kernels on a GPU (one network), torch ops otherwise"),
 )
 # Options that define a run: with --resume they must match the checkpoint (flag: config field).
 RUN_OPTIONS = {"--model": "model", "--seed": "seed", "--nu-init": "nu_init", "--width": "width", "--depth": "depth",

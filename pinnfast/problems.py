@@ -30,15 +30,23 @@ class FunctionModule(nn.Module):
 
 
 class Problem(nn.Module):
-    """Base: a network, a box, named loss terms; subclasses define ``sample`` and ``losses``."""
+    """Base: a network, a box, named loss terms; subclasses define ``sample`` and ``losses``, evaluating the
+    network through :meth:`jets` and :meth:`value`, so that the trainer's ``backend`` reaches every term."""
 
     term_names = ()
+    backend = "torch"  # jets backend of the losses: "torch", or "triton" (fused kernels, CUDA) set by the trainer
 
     def __init__(self, network, lo, hi):
         super().__init__()
         self.network = network
         self.register_buffer("lo", torch.as_tensor(lo, dtype=torch.float32), persistent=False)
         self.register_buffer("hi", torch.as_tensor(hi, dtype=torch.float32), persistent=False)
+
+    def jets(self, x, first, second):
+        return taylor_jets(self.network, x, first, second, backend=self.backend)
+
+    def value(self, x):
+        return self.jets(x, (), ())[0]
 
     def physical(self):
         """Learnable physical parameters (own learning rate, never part of the annealing statistic)."""
@@ -85,9 +93,9 @@ class Helmholtz(Problem):
 
     def losses(self, batch):
         x = batch["collocation"]
-        loss_r = self.residual(taylor_jets(self.network, x, (), (0, 1)), x).square().mean()
+        loss_r = self.residual(self.jets(x, (), (0, 1)), x).square().mean()
         boundary = batch["boundary"]
-        return loss_r, [(self.network(boundary) - self.exact(boundary)).square().mean()]
+        return loss_r, [(self.value(boundary) - self.exact(boundary)).square().mean()]
 
 
 class KleinGordon(Problem):
@@ -127,9 +135,9 @@ class KleinGordon(Problem):
 
     def losses(self, batch):
         x = batch["collocation"]
-        loss_r = self.residual(taylor_jets(self.network, x, (), (0, 1)), x).square().mean()
-        initial = taylor_jets(self.network, batch["initial"], (1,), ())  # u and u_t at t = 0; exact u_t(x, 0) = 0
+        loss_r = self.residual(self.jets(x, (), (0, 1)), x).square().mean()
+        initial = self.jets(batch["initial"], (1,), ())  # u and u_t at t = 0; exact u_t(x, 0) = 0
         loss_ic = (initial[0] - self.exact(batch["initial"])).square().mean() + initial[1].square().mean()
         boundary = batch["boundary"]
-        loss_bc = (self.network(boundary) - self.exact(boundary)).square().mean()
+        loss_bc = (self.value(boundary) - self.exact(boundary)).square().mean()
         return loss_r, [loss_ic, loss_bc]

@@ -7,7 +7,9 @@ Metrics stay on the device and reach the host (CSV, NaN check, checkpoint) every
 """
 import contextlib
 import dataclasses
+import importlib.util
 import math
+import os
 import time
 import warnings
 from pathlib import Path
@@ -32,6 +34,8 @@ MODELS = {  # name: (network class, annealing)
     "m4": (ModifiedMLP, True),
 }
 DEVICES = ("auto", "cpu", "cuda")
+BACKENDS = ("auto", "torch", "triton")
+TRITON_MAX_WIDTH = 128  # the fused kernels' widest network
 DRIFT_FRACTION = 0.25  # ν "still moves" when its window halves differ by more than this fraction of tol
 PROBLEMS = ("burgers", "helmholtz", "klein-gordon")
 
@@ -83,6 +87,7 @@ class TrainConfig:
     ensemble: int = 1
     tol: float = 0.01
     max_steps: int = None
+    backend: str = "auto"
 
     def validate(self):
         if self.problem not in PROBLEMS:
@@ -101,6 +106,8 @@ class TrainConfig:
             raise PinnfastError(f"max_steps ({self.max_steps}) must be at least steps ({self.steps})")
         if not 0 < self.tol < 1:
             raise PinnfastError(f"tol must be between 0 and 1 (a relative accuracy), got {self.tol}")
+        if self.backend not in BACKENDS:
+            raise PinnfastError(f"unknown backend {self.backend!r}; choose one of {', '.join(BACKENDS)}")
         if self.ensemble > 1 and self.problem != "burgers":
             raise PinnfastError(f"an ensemble (ensemble={self.ensemble}) is for the inverse problem (burgers), "
                                 f"not {self.problem}")
@@ -122,6 +129,25 @@ def resolve_device(device):
         if device == "cpu":
             print("pinnfast: no GPU found, running on the CPU")
     return torch.device(device)
+
+
+def resolve_backend(config, device):
+    """``auto`` → the fused Triton kernels on CUDA (one network of width <= 128, triton installed), torch otherwise;
+    ``triton`` where it cannot run → one clear error."""
+    if config.backend == "auto":
+        usable = (device.type == "cuda" and config.members is None and config.width <= TRITON_MAX_WIDTH
+                  and importlib.util.find_spec("triton") is not None)
+        return "triton" if usable else "torch"
+    if config.backend == "triton":
+        if config.members is not None:
+            raise PinnfastError(f"--backend triton trains one network, not an ensemble of {config.members}; use "
+                                "--backend torch (or auto) with --ensemble")
+        if config.width > TRITON_MAX_WIDTH:
+            raise PinnfastError(f"--backend triton supports width <= {TRITON_MAX_WIDTH}, got {config.width}")
+        if device.type != "cuda" and os.environ.get("TRITON_INTERPRET") != "1":
+            raise PinnfastError("--backend triton needs a CUDA GPU (on the CPU it runs only under the Triton "
+                                "interpreter, TRITON_INTERPRET=1: slow, for tests); use --backend torch or auto")
+    return config.backend
 
 
 class TrainingDiverged(PinnfastError):
@@ -181,6 +207,7 @@ class Trainer:
             self.data = {"path": None if data_path is None else str(Path(data_path).resolve()), "columns": columns,
                          "sha256": observations_sha256(observations)}
         self.problem = build_problem(config, observations, source).to(self.device)
+        self.problem.backend = self.backend = resolve_backend(config, self.device)
         self.named_params = list(self.problem.network.named_parameters())
         self.physical = self.problem.physical()
         groups = [{"params": [p for _, p in self.named_params], "lr": config.lr}]
@@ -308,7 +335,8 @@ class Trainer:
         data fit."""
         table = metrics_table(self.out_dir) if self.step > 0 else None
         result = {"problem": self.config.problem, "model": self.config.model, "steps": self.step,
-                  "target_steps": self.config.steps, "seconds": self.seconds, "device": str(self.device)}
+                  "target_steps": self.config.steps, "seconds": self.seconds, "device": str(self.device),
+                  "backend": self.backend}
         if self.physical:
             trained = table[table["step"] > self.config.nu_warmup] if table is not None else []
             window = trained[-self.config.average_last:]

@@ -14,7 +14,7 @@ from pinnfast.burgers import FIRST, SECOND, burgers_residuals
 from pinnfast.jets import JetSpec
 from pinnfast.kernels import backward
 from conftest import relative_error
-from helpers import random_model, random_points
+from helpers import SMALL, random_model, random_points, run_cli
 
 SPECS = [((0, 1, 2), (0, 1)), ((0,), (0,)), ((1,), (0, 1)), ((), (0,)), ((1, 0), ()), ((0, 1, 2, 3), (3, 1, 2, 0)),
          ((), ())]
@@ -131,3 +131,43 @@ def test_burgers_loss_refuses_what_it_cannot_do():
         pf.kernels.burgers_loss(pf.ModifiedMLP(2, 1, 16, 1), torch.rand(4, 2), 0.1)
     with pytest.raises(pf.PinnfastError, match="not an ensemble"):
         pf.kernels.burgers_loss(pf.ModifiedMLP(3, 2, 16, 1, members=2), torch.rand(4, 3), 0.1)
+
+
+@pytest.mark.parametrize("model", ["m4", "m1"])
+def test_trainer_on_the_triton_backend_follows_the_torch_backend(model, tmp_path):
+    """Same seed, same batches: 11 steps (two annealing updates for m4) on the fused kernels and on torch ops end
+    with the same network, ν and λ up to float32 round-off; resume continues a triton run exactly."""
+    observations = pf.make_observations(0.02, 60, seed=2)
+    config = dict(SMALL, model=model, width=12, steps=11, nu_warmup=2, average_last=5)
+    runs = {backend: pf.Trainer(observations, pf.TrainConfig(backend=backend, **config), tmp_path / backend, "cpu")
+            for backend in ("torch", "triton")}
+    for run in runs.values():
+        run.run(progress=False)
+    assert runs["triton"].result()["backend"] == "triton" and runs["torch"].result()["backend"] == "torch"
+    for (name, p), (_, q) in zip(runs["triton"].problem.named_parameters(), runs["torch"].problem.named_parameters()):
+        assert (p - q).abs().max() <= 2e-5, name
+    assert torch.allclose(runs["triton"].weights.lambdas, runs["torch"].weights.lambdas, rtol=1e-4)
+    resumed = pf.Trainer.resume(observations, tmp_path / "triton", "cpu", steps=14)
+    resumed.run(progress=False)
+    straight = pf.Trainer(observations, pf.TrainConfig(backend="triton", **dict(config, steps=14)), tmp_path / "s",
+                          "cpu")
+    straight.run(progress=False)
+    for (name, p), (_, q) in zip(straight.problem.named_parameters(), resumed.problem.named_parameters()):
+        assert torch.equal(p, q), name
+
+
+@pytest.mark.parametrize("extra,message", [
+    (["--ensemble", "2"], "trains one network, not an ensemble of 2"),
+    (["--width", "200"], "supports width <= 128"),
+])
+def test_cli_backend_triton_where_it_cannot_run(extra, message, tmp_path, capsys):
+    code, _, err = run_cli(["infer", "--quiet", "--nu-init", "0.05", "--steps", "2", "--backend", "triton",
+                            "--out", str(tmp_path / "run"), *extra], capsys)
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "run").exists() or not any((tmp_path / "run").iterdir())
+
+
+def test_backend_triton_on_a_cpu_without_the_interpreter(monkeypatch, tmp_path):
+    monkeypatch.delenv("TRITON_INTERPRET")
+    with pytest.raises(pf.PinnfastError, match="--backend triton needs a CUDA GPU"):
+        pf.Trainer(pf.make_observations(0.02, 60, seed=2), pf.TrainConfig(backend="triton", **SMALL), tmp_path, "cpu")

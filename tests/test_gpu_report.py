@@ -24,6 +24,10 @@ def test_gpu_report_smoke_run(tmp_path):
     assert all(r["meets_fp32_tolerance"] == (r["precision"] != "tf32") for r in checks)
     impls = {r["impl"] for r in rows if r["kind"] == "residual_eval" and "ms" in r}
     assert {"triton_ieee", "triton_tf32x3", "triton_tf32", "torch_taylor_eager", "torch_eager_autograd"} <= impls
+    grads = [r for r in rows if r["kind"] == "grad_check"]
+    assert {r["precision"] for r in grads} == {"ieee", "tf32x3", "tf32"} and all(r["passed"] for r in grads)
+    steps = {r["impl"] for r in rows if r["kind"] == "train_step_anneal" and "ms" in r}
+    assert steps == {"pinnfast_triton", "pinnfast_torch"}
     assert [r for r in rows if r["kind"] == "stream" and r["finite"]]
     assert result.stdout.rstrip().splitlines()[-1].startswith("streamed N=")
 
