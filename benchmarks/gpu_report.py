@@ -262,7 +262,7 @@ def time_train_steps(device, smoke, baselines):
                                     anneal_period=1, nu_warmup=0, backend=backend)
             try:
                 with tempfile.TemporaryDirectory() as tmp:
-                    trainer = pf.Trainer(observations, config, Path(tmp) / "run", device)
+                    trainer = pf.Trainer(observations, config, Path(tmp) / "run", device.type)
                     ms = timed(trainer.train_step, smoke)
                 log(kind="train_step_anneal", impl=f"pinnfast_{backend}", Nr=n_r, Nd=n_d, ms=ms,
                     Mpts_per_s=n_r / ms / 1e3, width=width, depth=depth)

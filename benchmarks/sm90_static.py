@@ -2,6 +2,7 @@
 
     python3 benchmarks/sm90_static.py                 # the table for every default configuration, JSON to $OUT
     python3 benchmarks/sm90_static.py --search        # also try tiles × warps and rewrite kernels/launch_table.py
+    python3 benchmarks/sm90_static.py --backward --precisions tf32x3 --models ModifiedMLP   # the fused backward
 
 Triton's wheel ships ptxas and cuobjdump, so registers per thread, bytes spilled to local memory, shared memory and
 the tensor-core mix (HGMMA = Hopper wgmma, HMMA = mma.sync, FFMA = fp32 FMA) are known at compile time. Spills are
@@ -32,6 +33,7 @@ import triton
 from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
 
+from pinnfast.kernels import backward
 from pinnfast.kernels import jets as kernel
 
 BIN = Path(triton.__file__).parent / "backends" / "nvidia" / "bin"
@@ -42,6 +44,8 @@ CANDIDATES = ((16, 4), (32, 4), (16, 8), (8, 8), (8, 4), (4, 8))
 # (name, in_dim, out_dim, first, second, fused Burgers)
 KERNELS = (("burgers_fields", 3, 2, (0, 1, 2), (0, 1), True), ("jets_burgers", 3, 2, (0, 1, 2), (0, 1), False),
            ("jets_helmholtz", 2, 1, (), (0, 1), False), ("jets_kg_initial", 2, 1, (1,), (), False))
+# the fused backward: the Burgers residual loss, and the value-only backward of the data loss
+BACKWARD_KERNELS = (("burgers_loss", 3, 2, (0, 1, 2), (0, 1), True), ("value_backward", 3, 2, (), (), False))
 TABLE_FILE = Path(__file__).resolve().parents[1] / "kernels" / "launch_table.py"
 
 
@@ -84,32 +88,39 @@ def compile_sm90(constexprs, num_warps, fn=kernel.mlp_jets_kernel):
                     compiled.metadata.shared, ops)
 
 
-def configurations(precisions=kernel.PRECISIONS, widths=PADDED_WIDTHS, depth=4):
+def configurations(precisions=kernel.PRECISIONS, widths=PADDED_WIDTHS, depth=4, backward=False,
+                   models=("ModifiedMLP", "MLP")):
     """Every (label, constexprs) the package launches by default, with the launcher's own tile and warps."""
+    from pinnfast import models as networks
     from pinnfast.jets import JetSpec
-    from pinnfast.models import MLP, ModifiedMLP
 
-    for name, in_dim, out_dim, first, second, burgers in KERNELS:
-        for model_class in (ModifiedMLP, MLP):
+    launch_config = kernel.backward_launch_config if backward else kernel.launch_config
+    for name, in_dim, out_dim, first, second, burgers in (BACKWARD_KERNELS if backward else KERNELS):
+        for model_name in models:
             for wp in widths:
-                model = model_class(in_dim, out_dim, wp, depth)
+                model = getattr(networks, model_name)(in_dim, out_dim, wp, depth)
                 meta = kernel.pack_weights(model, JetSpec(first, second), "cpu")["meta"]
                 for precision in precisions:
-                    block, warps = kernel.launch_config(meta, burgers, precision)
-                    label = dict(kernel=name, model=model_class.__name__, WP=wp, precision=precision)
+                    block, warps = launch_config(meta, burgers, precision)
+                    label = dict(kernel=name, model=model_name, WP=wp, precision=precision)
                     yield label, dict(meta, BURGERS=burgers, PRECISION=precision), block, warps
+
+
+def kernel_of(label):
+    backward_names = {name for name, *_ in BACKWARD_KERNELS}
+    return backward.mlp_jets_backward_kernel if label["kernel"] in backward_names else kernel.mlp_jets_kernel
 
 
 def table_key(constexprs):
     return kernel.launch_key(constexprs, constexprs["BURGERS"], constexprs["PRECISION"])
 
 
-def search(constexprs):
+def search(constexprs, fn):
     """The first zero-spill (tile, warps) that fits in shared memory, else the one that spills least; with its
     compile result."""
     tried = []
     for block, warps in CANDIDATES:
-        result = compile_sm90(dict(constexprs, B=block), warps)
+        result = compile_sm90(dict(constexprs, B=block), warps, fn)
         tried.append((result.spill_bytes + (10 ** 9 if result.shared_bytes > H100_SHARED_BYTES else 0),
                       len(tried), block, warps, result))
         if result.fits:
@@ -121,20 +132,23 @@ def report(job):
     """One table row: compile the configuration with the launcher's tile and warps, or search for them."""
     label, constexprs, block, warps, searching = job
     if searching:
-        block, warps, result = search(constexprs)
+        block, warps, result = search(constexprs, kernel_of(label))
     else:
-        result = compile_sm90(dict(constexprs, B=block), warps)
+        result = compile_sm90(dict(constexprs, B=block), warps, kernel_of(label))
     return dict(label, DEPTH=constexprs["DEPTH"], tile=block, warps=warps, key=table_key(constexprs),
                 registers=result.registers, spill_bytes=result.spill_bytes, shared_bytes=result.shared_bytes,
                 **{op: result.sass[op] for op in ("HGMMA", "HMMA", "FFMA")})
 
 
-def write_table(table):
+def write_table(forward, backward_table):
     lines = ['"""Tile and warps per kernel configuration, chosen by `python3 benchmarks/sm90_static.py --search`',
              f"from what ptxas makes of each for an H100 (sm_90a): the first of {', '.join(map(str, CANDIDATES))}",
              'that spills nothing and fits in shared memory, else the one that spills least. Generated: do not edit."""',
              "# (MODIFIED, BURGERS, WP, NSP, NOP, IN_DIM, OUT_DIM, PRECISION): (tile, warps)",
-             "LAUNCH_TABLE = " + pprint.pformat(dict(sorted(table.items())), width=118, compact=True), ""]
+             "LAUNCH_TABLE = " + pprint.pformat(dict(sorted(forward.items())), width=118, compact=True),
+             "# the fused backward (--search --backward), same key",
+             "BACKWARD_LAUNCH_TABLE = " + pprint.pformat(dict(sorted(backward_table.items())), width=118,
+                                                         compact=True), ""]
     TABLE_FILE.write_text("\n".join(lines))
 
 
@@ -145,11 +159,14 @@ def main():
     parser.add_argument("--precisions", default=",".join(kernel.PRECISIONS), help="comma-separated subset")
     parser.add_argument("--widths", default=",".join(map(str, PADDED_WIDTHS)),
                         help="comma-separated subset of the padded widths")
+    parser.add_argument("--backward", action="store_true", help="the fused backward kernels instead of the forward")
+    parser.add_argument("--models", default="ModifiedMLP,MLP", help="comma-separated subset of the networks")
     parser.add_argument("--workers", type=int, default=os.cpu_count(), help="compiles side by side")
     args = parser.parse_args()
     precisions = tuple(args.precisions.split(","))
     widths = tuple(int(w) for w in args.widths.split(","))
-    jobs = [(*config, args.search) for config in configurations(precisions, widths)]
+    jobs = [(*config, args.search) for config in configurations(precisions, widths, backward=args.backward,
+                                                                models=tuple(args.models.split(",")))]
     if args.depths:
         label, constexprs, block, warps = next(configurations(("tf32x3",), (64,)))
         jobs += [(label, dict(constexprs, DEPTH=depth), block, warps, False) for depth in range(1, 9)]
@@ -160,9 +177,9 @@ def main():
             rows.append(row)
             print(json.dumps(row), flush=True)
     if args.search:
-        table = dict(kernel.LAUNCH_TABLE)
-        table.update({tuple(r["key"]): (r["tile"], r["warps"]) for r in rows})
-        write_table(table)
+        tables = {False: dict(kernel.LAUNCH_TABLE), True: dict(kernel.BACKWARD_LAUNCH_TABLE)}
+        tables[args.backward].update({tuple(r["key"]): (r["tile"], r["warps"]) for r in rows})
+        write_table(tables[False], tables[True])
     out = Path(os.environ.get("OUT", "."))
     (out / "sm90_static.json").write_text(json.dumps(rows, indent=1))
     print(f"\n== sm_90a static report: {len(rows)} configurations in {time.perf_counter() - started:.0f} s ==")
