@@ -6,7 +6,7 @@ Each program takes tiles pid, pid + P, ...; per tile it recomputes the forward w
 scratch buffer (DEPTH + 1 jets of WP × C·B floats, reused tile after tile: it stays in L2), then walks the layers
 back. Every rule's backward is register-only per (unit, point), like its forward; a layer's backward is two
 matrix products over all channels at once, ∂W_k += T_k ∂Zᵀ (accumulated into the program's partial) and
-∂T_k = W_k ∂Z. Each program owns its partial gradients (zeroed by the program itself, accumulated tile after tile
+∂T_k = W_k ∂Z (W_k's tf32 halves split on the host, as the forward's Wᵀ). Each program owns its partial gradients (zeroed by the program itself, accumulated tile after tile
 in a fixed order); the host sums the P partials with ``torch.sum``: no float atomics, so two identical calls give
 bit-identical gradients.
 
@@ -29,9 +29,9 @@ from pinnfast.errors import PinnfastError
 from pinnfast.jets import JetSpec
 from pinnfast.models import ModifiedMLP
 
-from .jets import (DEFAULT_PRECISION, _activate, _burgers_terms, _input_layers, _input_rule, _linear, _output_channel,
-                   _pre_activation, _slot_layout, _slot_rows, _tanh, _value_and_partner, backward_launch_config,
-                   check_supported, halving_tile_on_overflow, launch, packed_weights)
+from .jets import (DEFAULT_PRECISION, PLANES, _activate, _burgers_terms, _input_layers, _input_rule, _linear,
+                   _output_channel, _pre_activation, _product, _slot_layout, _slot_rows, _tanh, _value_and_partner,
+                   backward_launch_config, check_supported, halving_tile_on_overflow, launch, packed_weights)
 
 BURGERS_SPEC = JetSpec(FIRST, SECOND)
 
@@ -207,7 +207,7 @@ def mlp_jets_backward_kernel(
                                               is_second, IN_DIM, WP, MODIFIED)
         tl.store(scratch + jet_offsets, tl.reshape(t, (WP, NC)))
         for k in range(DEPTH):
-            z = _linear(t, w_h_ptr + k * 3 * WP * WP, b_h_ptr + k * WP, u, is_value, WP, NC, PRECISION)
+            z = _linear(t, w_h_ptr + k * PLANES * WP * WP, b_h_ptr + k * WP, u, is_value, WP, NC, PRECISION)
             tl.store(scratch + (k + 1) * JET + jet_offsets, tl.reshape(z, (WP, NC)))
             t = _activate(z, h_u, h_v, r_u, r_v, is_value, is_second, is_live, half, MODIFIED)
 
@@ -269,16 +269,14 @@ def mlp_jets_backward_kernel(
                 a = grad_z_jet
             grad_z = _tanh_backward(z, a, is_value, is_ds, is_second, is_live, half)
             _accumulate(g_b_h + k * WP, units, _per_unit(tl.where(is_value, grad_z, 0.0), WP, NC))
-            grad_z = tl.reshape(grad_z, (WP, NC))
             below = tl.reshape(tl.load(scratch + k * JET + jet_offsets), jet_shape)
             t_in = tl.where(k > 0, _activate(below, h_u, h_v, r_u, r_v, is_value, is_second, is_live, half,
                                              MODIFIED), below)
             w_offsets = units[:, None] * WP + units[None, :]  # [in, out]
             g_w = g_w_h + k * WP * WP + w_offsets
-            tl.store(g_w, tl.dot(tl.reshape(t_in, (WP, NC)), tl.trans(grad_z), tl.load(g_w),
+            tl.store(g_w, tl.dot(tl.reshape(t_in, (WP, NC)), tl.trans(tl.reshape(grad_z, (WP, NC))), tl.load(g_w),
                                  input_precision=PRECISION))
-            w = tl.load(w_h_ptr + k * 3 * WP * WP + w_offsets)  # plane 0: W (in, out)
-            a = tl.reshape(tl.dot(w, grad_z, input_precision=PRECISION), jet_shape)
+            a = _product(grad_z, w_h_ptr + k * PLANES * WP * WP, 3, False, WP, NC, PRECISION)  # ∂T_k = W ∂Z_k
 
         # input layers (M3: the encoders too, from ∂L/∂h and ∂L/∂r summed over the gate layers)
         LAYER: tl.constexpr = IN_DIM * WP

@@ -85,35 +85,48 @@ def _round_tf32(x):
     return tl.inline_asm_elementwise("cvt.rna.tf32.f32 $0, $1;", "=r,r", [x], dtype=tl.float32, is_pure=True, pack=1)
 
 
+PLANES = tl.constexpr(5)  # per hidden layer: W (in, out); tf32 high, low of Wᵀ (out, in); tf32 high, low of W
+
+
 @triton.jit
 def _linear(t, w_ptr, b_ptr, u, is_value, WP: tl.constexpr, N: tl.constexpr, PRECISION: tl.constexpr):
-    """Zᵀ = Wᵀ Tᵀ + [value] b: one (WP, WP) × (WP, N) product for every slot of the tile.
+    """Zᵀ = Wᵀ Tᵀ + [value] b: one (WP, WP) × (WP, N) product for every slot of the tile."""
+    z = _product(t, w_ptr, 1, True, WP, N, PRECISION)
+    return z + tl.where(is_value, tl.load(b_ptr + u), 0.0)
 
-    ``w_ptr`` holds three planes: W (in, out) for ieee's FMAs, and the tf32 high and low parts of Wᵀ (out, in),
-    split on the host and K-major, so that the A operand goes from memory to shared memory untouched and wgmma
-    reads it there: no register copy of Wᵀ (which made W=128 spill).
-    tf32x3 is Wᵀ_hi T_lo + Wᵀ_lo T_hi + Wᵀ_hi T_hi (small terms first); the jet's halves are split in
-    registers."""
+
+@triton.jit
+def _product(t, w_ptr, HIGH: tl.constexpr, TRANSPOSED: tl.constexpr, WP: tl.constexpr, N: tl.constexpr,
+             PRECISION: tl.constexpr):
+    """A Tᵀ for every slot of the tile, A = Wᵀ (forward, TRANSPOSED) or W (backward), from the layer's planes.
+
+    ``w_ptr`` holds the planes of ``PLANES``: W (in, out) for ieee's FMAs, and the tf32 high and low parts of A
+    (planes HIGH, HIGH + 1), split on the host and K-major, so that the A operand goes from memory to shared memory
+    untouched and wgmma reads it there: no register copy of A (which made W=128 spill).
+    tf32x3 is A_hi T_lo + A_lo T_hi + A_hi T_hi (small terms first); the jet's halves are split in registers."""
     units = tl.arange(0, WP)
-    plane = units[:, None] * WP + units[None, :]  # plane[out, in] = Wᵀ, in (K) contiguous
+    plane = units[:, None] * WP + units[None, :]  # plane[row, k]: K contiguous
     t2 = tl.reshape(t, (WP, N))
-    if PRECISION == "ieee":  # Wᵀ read from W: the layout the FMA product compiles best from (no spill at W=64)
-        z = tl.dot(tl.load(w_ptr + units[None, :] * WP + units[:, None]), t2, input_precision="ieee")
+    if PRECISION == "ieee":  # A read from W: the layout the FMA product compiles best from (no spill at W=64)
+        if TRANSPOSED:
+            z = tl.dot(tl.load(w_ptr + units[None, :] * WP + units[:, None]), t2, input_precision="ieee")
+        else:
+            z = tl.dot(tl.load(w_ptr + plane), t2, input_precision="ieee")
     else:
-        w_hi = tl.load(w_ptr + WP * WP + plane)
+        a_hi = tl.load(w_ptr + HIGH * WP * WP + plane)
         if INTERPRETED:  # no tf32 under the interpreter: the host-rounded weight halves, fp32 products
-            z = tl.dot(w_hi, t2, input_precision="ieee")
+            z = tl.dot(a_hi, t2, input_precision="ieee")
             if PRECISION == "tf32x3":
-                z = tl.dot(tl.load(w_ptr + 2 * WP * WP + plane), t2, z, input_precision="ieee")
+                z = tl.dot(tl.load(w_ptr + (HIGH + 1) * WP * WP + plane), t2, z, input_precision="ieee")
         else:
             t_hi = _round_tf32(t2)
             if PRECISION == "tf32x3":
-                z = tl.dot(w_hi, _round_tf32(t2 - t_hi), input_precision="tf32")
-                z = tl.dot(tl.load(w_ptr + 2 * WP * WP + plane), t_hi, z, input_precision="tf32")
-                z = tl.dot(w_hi, t_hi, z, input_precision="tf32")
+                z = tl.dot(a_hi, _round_tf32(t2 - t_hi), input_precision="tf32")
+                z = tl.dot(tl.load(w_ptr + (HIGH + 1) * WP * WP + plane), t_hi, z, input_precision="tf32")
+                z = tl.dot(a_hi, t_hi, z, input_precision="tf32")
             else:
-                z = tl.dot(w_hi, t_hi, input_precision="tf32")
-    return tl.reshape(z, t.shape) + tl.where(is_value, tl.load(b_ptr + u), 0.0)
+                z = tl.dot(a_hi, t_hi, input_precision="tf32")
+    return tl.reshape(z, t.shape)
 
 
 @triton.jit
@@ -224,7 +237,7 @@ def mlp_jets_kernel(
     t, h_u, h_v, r_u, r_v = _input_layers(x_ptr, rows, rows < N, w_in_ptr, b_in_ptr, u, dir_slot, is_value, is_second,
                                           IN_DIM, WP, MODIFIED)
     for k in range(DEPTH):
-        z = _linear(t, w_h_ptr + k * 3 * WP * WP, b_h_ptr + k * WP, u, is_value, WP, NC, PRECISION)
+        z = _linear(t, w_h_ptr + k * PLANES * WP * WP, b_h_ptr + k * WP, u, is_value, WP, NC, PRECISION)
         t = _activate(z, h_u, h_v, r_u, r_v, is_value, is_second, is_live, half, MODIFIED)
 
     # output layer: y_o = Σ_units W_out[o, unit] t per slot and point, (PH, 2, SB, 4, 2)
@@ -377,12 +390,14 @@ def pack_weights(model, spec, device):
     for k, layer in enumerate(inputs):
         w_in[k, :, :width] = layer.weight.T * model.in_scale[:, None]
         b_in[k, :width] = layer.bias + model.in_shift @ layer.weight.T
-    w_h = torch.zeros(max(1, len(hidden)), 3, wp, wp, **f32)  # W (in, out); tf32 high and low parts of Wᵀ (out, in)
+    w_h = torch.zeros(max(1, len(hidden)), PLANES, wp, wp, **f32)  # see PLANES
     b_h = torch.zeros(max(1, len(hidden)), wp, **f32)
     for k, layer in enumerate(hidden):
         w_h[k, 0, :width, :width] = layer.weight.T
         w_h[k, 1] = round_tf32(w_h[k, 0].T)
         w_h[k, 2] = round_tf32(w_h[k, 0].T - w_h[k, 1])
+        w_h[k, 3] = round_tf32(w_h[k, 0])
+        w_h[k, 4] = round_tf32(w_h[k, 0] - w_h[k, 3])
         b_h[k, :width] = layer.bias
     w_out = torch.zeros(model.out_dim, wp, **f32)
     w_out[:, :width] = model.output.weight
