@@ -52,8 +52,8 @@ class HessianOperator:
 def top_eigenvalue(operator, dim, tol=1e-3, max_iter=100, seed=0, dtype=torch.float64, device="cpu"):
     """The largest eigenvalue of a symmetric operator (``v ↦ A v`` on vectors of length ``dim``) by Lanczos with
     full reorthogonalisation, from a seeded random start: it stops when the Ritz residual ‖A y − θ y‖ of the top
-    Ritz pair is at most ``tol`` |θ| (then |θ − σ_max| ≤ that residual), when the Krylov space is exhausted, or after
-    ``max_iter`` products (``converged`` False)."""
+    Ritz pair is at most ``tol`` |θ| (then an eigenvalue lies within that residual of θ; from a random start, the
+    largest one), when the Krylov space is exhausted, or after ``max_iter`` products (``converged`` False)."""
     if not 0 < tol < 1 or max_iter < 1:
         raise PinnfastError(f"Lanczos needs 0 < tol < 1 and max_iter >= 1, got tol={tol}, max_iter={max_iter}")
     start = torch.randn(dim, generator=torch.Generator().manual_seed(seed), dtype=dtype).to(device)
