@@ -263,7 +263,8 @@ def test_kept_checkpoints_are_the_run_at_that_step(tmp_path):
     assert torch.equal(kept["weights"]["lambdas"], ended["weights"]["lambdas"])
 
 
-def test_reproduce_diagnose_compares_models_at_the_same_steps(tmp_path, capsys):
+def test_reproduce_diagnose_compares_models_at_the_same_steps(tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(reproduce.SETTINGS, "helmholtz", dict(reproduce.SETTINGS["helmholtz"], width=8, depth=1))
     out = tmp_path / "repro"
     code, stdout, err = run_cli(["reproduce", "helmholtz", "--models", "m1,m3", "--steps", "4", "--diagnose",
                                  "--keep-checkpoints", "0,4", "--out", str(out), "--quiet", "--device", "cpu"], capsys)
