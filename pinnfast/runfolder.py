@@ -57,6 +57,7 @@ def claim_empty(out_dir, overwrite=False):
 
 
 def _only_kept(folder):
+    """Whether ``folder`` holds nothing but kept checkpoints (``step_<n>.pt``)."""
     return folder.is_dir() and all(path.is_file() and _KEPT_NAME.fullmatch(path.name) for path in folder.iterdir())
 
 
