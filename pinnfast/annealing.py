@@ -60,9 +60,10 @@ class Annealing(FixedWeights):
             return list(range(len(names)))
         return [k for k, name in enumerate(names) if name.endswith("weight") and "encoder" not in name]
 
-    def statistic(self, grad_r, grads_terms):
-        """λ̂_i for every term (and member), from gradient lists aligned with the selected parameters; an
-        ensemble's gradients are member-stacked ``(K, ...)`` and each member gets its own statistic."""
+    def imbalance(self, grad_r, grads_terms):
+        """The imbalance ratio max|∇L_r| / mean|∇L_i| for every term (and member), from gradient lists aligned
+        with the selected parameters; an ensemble's gradients are member-stacked ``(K, ...)`` and each member gets
+        its own ratio. It is λ̂ of the paper's formula; the weighted form divides it by λ_i."""
         members = self.lambdas[0].numel()
 
         def magnitudes(g):  # |g| per member: (members, elements of one member)
@@ -70,16 +71,25 @@ class Annealing(FixedWeights):
 
         max_r = torch.stack([magnitudes(g).max(1).values for g in grad_r]).max(0).values
         ratios = []
-        for k, grads in enumerate(grads_terms):
-            scale = self.lambdas[k] if self.weighted else 1.0
+        for grads in grads_terms:
             if self.mean == "global":
                 mean = sum(magnitudes(g).sum(1) for g in grads) / sum(g.numel() // members for g in grads)
             else:
                 mean = torch.stack([magnitudes(g).mean(1) for g in grads]).mean(0)
-            ratios.append(max_r / (scale * mean))
+            ratios.append(max_r / mean)
         return torch.stack(ratios).reshape(self.lambdas.shape)
 
+    def statistic(self, grad_r, grads_terms):
+        """λ̂_i for every term (and member)."""
+        return self._lambda_hat(self.imbalance(grad_r, grads_terms))
+
     def update(self, grad_r, grads_terms):
-        """λ ← (1 − α) λ + α λ̂, in place on the device."""
-        statistic = self.statistic(grad_r, grads_terms)  # before λ changes: the weighted form reads λ
+        """λ ← (1 − α) λ + α λ̂, in place on the device; returns the imbalance ratio (for the metrics)."""
+        ratio = self.imbalance(grad_r, grads_terms)
+        statistic = self._lambda_hat(ratio)  # before λ changes: the weighted form reads λ
         self.lambdas.mul_(1 - self.alpha).add_(self.alpha * statistic)
+        return ratio
+
+    def _lambda_hat(self, ratio):
+        """λ̂ from the imbalance ratio: the ratio itself, or divided by the current λ when weighted."""
+        return ratio / self.lambdas if self.weighted else ratio

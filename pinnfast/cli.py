@@ -1,4 +1,5 @@
-"""``pinnfast`` command line: make synthetic Burgers data, infer ν from observations, use the trained run."""
+"""``pinnfast`` command line: make synthetic Burgers data, infer ν from observations, use the trained run, and
+diagnose its gradients."""
 import argparse
 import dataclasses
 import shlex
@@ -14,7 +15,8 @@ from .burgers import DEMO_BOX, FIELDS, BurgersInverse, make_observations
 from .data import (DEFAULT_DATA_NU, default_data_path, load_observations, load_table, parse_column_map,
                    save_observations)
 from .errors import PinnfastError, PinnfastWarning
-from .runfolder import CHECKPOINT, METRICS_CSV, PLOT, load_checkpoint, write_result
+from .runfolder import (CHECKPOINT, DIAGNOSE_JSON, DIAGNOSE_NPZ, DIAGNOSE_PNG, METRICS_CSV, PLOT, load_checkpoint,
+                        write_result)
 from .trainer import BACKENDS, DEVICES, MODELS, TrainConfig, Trainer, TrainingDiverged, load_run, resume_target
 
 DEFAULTS = TrainConfig()
@@ -78,6 +80,24 @@ def _six_numbers(text):
     return (values[:3], values[3:]) if len(values) == 6 else None
 
 
+def _step_list(text):
+    """``0,1000,10000`` or ``START:STOP:EVERY`` (both ends included), or a mix of them: the sorted steps."""
+    steps = set()
+    for item in text.split(","):
+        parts = [int(part) for part in item.split(":")]
+        if len(parts) == 3 and parts[2] >= 1:
+            steps.update(range(parts[0], parts[1] + 1, parts[2]))
+        elif len(parts) == 1:
+            steps.add(parts[0])
+        else:
+            return None
+    return tuple(sorted(steps))
+
+
+_steps = _checked(_step_list, lambda steps: steps and steps[0] >= 0,
+                  "steps >= 0 as a list 0,1000,10000 or a range START:STOP:EVERY")
+KEEP_HELP = ("keep the checkpoints of these steps (0: the initial network) in RUN_DIR/checkpoints for `pinnfast "
+             "diagnose`: a list 0,1000,10000 or a range START:STOP:EVERY")
 _box = _checked(_six_numbers, lambda box: all(-float("inf") < lo < hi < float("inf") for lo, hi in zip(*box)),
                 "six numbers x0,y0,t0,x1,y1,t1 with x0 < x1, y0 < y1, t0 < t1")
 
@@ -158,6 +178,7 @@ def _parser():
                             "result equals an uninterrupted run")
     infer.add_argument("--overwrite", action="store_true",
                        help="delete the run in --out and start a new one")
+    infer.add_argument("--keep-checkpoints", type=_steps, help=KEEP_HELP)
     infer.add_argument("--checkpoint-every", type=_positive_int,
                        help="steps between checkpoints, metric writes and NaN checks "
                             f"(default {DEFAULTS.checkpoint_every})")
@@ -201,7 +222,33 @@ def _parser():
     repro.add_argument("--device", choices=DEVICES, default="auto", help="auto, cpu or cuda (default auto)")
     repro.add_argument("--out", required=True, help="output folder")
     repro.add_argument("--overwrite", action="store_true", help="replace the runs of an earlier reproduce in --out")
+    repro.add_argument("--keep-checkpoints", type=_steps, help=KEEP_HELP)
+    repro.add_argument("--diagnose", action="store_true",
+                       help="diagnose every run at its kept steps (default: 0 and each quarter of the run) and write "
+                            "DIR/<problem>_diagnose.md/.json (σ_max of the loss Hessian, imbalance ratio) and "
+                            "_gradients.png (per-layer gradient histograms at the last kept step)")
     repro.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    diagnose = commands.add_parser("diagnose", help="the gradient pathology of a run: per-layer gradient "
+                                                    "histograms, imbalance ratio, largest Hessian eigenvalue",
+                                   description="For checkpoints of a run (kept with --keep-checkpoints), on one "
+                                               "seeded batch in float64: the per-layer distributions of |∇_W L_r| "
+                                               "and of each |∇_W L_i|, the imbalance ratio max|∇L_r| / mean|∇L_i| "
+                                               "and σ_max, the largest eigenvalue of the total loss's Hessian with "
+                                               "respect to the network parameters (Lanczos on Hessian-vector "
+                                               "products). Writes gradients.png, diagnose.npz and diagnose.json.")
+    diagnose.add_argument("--run", required=True, help="run folder written by `pinnfast infer` or `reproduce`")
+    diagnose.add_argument("--steps", type=_steps,
+                          help="kept steps to diagnose, e.g. 0,1000 (default: every kept step, else the last "
+                               "checkpoint)")
+    diagnose.add_argument("--out", help="output folder (default: the run folder)")
+    diagnose.add_argument("--tol", type=_fraction, default=1e-3,
+                          help="Lanczos stops when the Ritz residual is below tol × σ_max (default 1e-3)")
+    diagnose.add_argument("--max-iter", type=_positive_int, default=100,
+                          help="at most this many Hessian-vector products (default 100)")
+    diagnose.add_argument("--seed", type=_seed, default=0,
+                          help="seed of the batch and of Lanczos' start vector (default 0)")
+    diagnose.add_argument("--device", choices=DEVICES, default="cpu", help="cpu, cuda or auto (default cpu)")
     return parser
 
 
@@ -226,12 +273,30 @@ def _output_folder(path):
 
 
 def _reproduce(args):
-    from .reproduce import reproduce, table_markdown
+    from .reproduce import diagnose_markdown, reproduce, table_markdown
 
-    rows = reproduce(args.problem, [m.strip() for m in args.models.split(",") if m.strip()],
-                     _output_folder(args.out), args.steps, args.device, args.seed, progress=not args.quiet,
-                     overwrite=args.overwrite)
+    rows, diagnosed = reproduce(args.problem, [m.strip() for m in args.models.split(",") if m.strip()],
+                                _output_folder(args.out), args.steps, args.device, args.seed,
+                                progress=not args.quiet, overwrite=args.overwrite,
+                                keep_checkpoints=args.keep_checkpoints, diagnose=args.diagnose)
     print(table_markdown(args.problem, rows))
+    if diagnosed:
+        print(diagnose_markdown(args.problem, diagnosed, args.seed))
+
+
+def _diagnose(args):
+    from .diagnose import diagnose_run
+
+    out = _output_folder(args.out) if args.out else Path(args.run)
+    for summary in diagnose_run(args.run, args.steps, out, args.tol, args.max_iter, args.seed, args.device):
+        terms = [name[len("imbalance_"):] for name in summary if name.startswith("imbalance_")]
+        state = "converged" if summary["lanczos_converged"] else (
+            f"NOT converged: relative residual {summary['lanczos_residual']:.2g}; raise --max-iter")
+        print(f"step {summary['step']}: σ_max = {summary['sigma_max']:.4g} (Lanczos, {summary['lanczos_iterations']} "
+              f"Hessian-vector products, {state}); " + ", ".join(
+                  f"imbalance max|∇L_r|/mean|∇L_{t}| = {summary['imbalance_' + t]:.4g}, λ_{t} = "
+                  f"{summary['lambda_' + t]:.4g}" for t in terms))
+    print(f"wrote {out / DIAGNOSE_PNG}, {DIAGNOSE_NPZ} and {DIAGNOSE_JSON}")
 
 
 def _burgers_run(args):
@@ -342,13 +407,14 @@ def _infer(args):
     if args.resume:
         trainer = Trainer.resume(observations, out, args.device, steps=args.steps, data_path=data, columns=columns,
                                  nu_true=args.nu_true)
-        for name in ("checkpoint_every", "tol", "max_steps"):  # when to write, warn, stop: not the run itself
+        for name in ("checkpoint_every", "tol", "max_steps", "keep_checkpoints"):  # when to write, warn, stop
             if getattr(args, name) is not None:
                 setattr(trainer.config, name, getattr(args, name))
         trainer.config.validate()
     else:
         given = {field: getattr(args, _dest(flag)) for flag, field in RUN_OPTIONS.items()}
-        given.update(steps=args.steps, checkpoint_every=args.checkpoint_every, tol=args.tol, max_steps=args.max_steps)
+        given.update(steps=args.steps, checkpoint_every=args.checkpoint_every, tol=args.tol, max_steps=args.max_steps,
+                     keep_checkpoints=args.keep_checkpoints)
         config = TrainConfig(**{field: value for field, value in given.items() if value is not None})
         shipped = args.data is None and args.nu_true is None
         trainer = Trainer(observations, config, out, args.device, data_path=data, columns=columns,
@@ -412,7 +478,7 @@ def main(argv=None):
         warnings.simplefilter("always", PinnfastWarning)
         try:
             {"make-data": _make_data, "infer": _infer, "predict": _predict, "residual-field": _residual_field,
-             "reproduce": _reproduce}[args.command](args)
+             "reproduce": _reproduce, "diagnose": _diagnose}[args.command](args)
         except TrainingDiverged as exc:
             print(f"pinnfast: {exc}", file=sys.stderr)
             return 3

@@ -1,4 +1,5 @@
-"""PNG figures: the training history of a run, and the ``reproduce`` comparison figures (fields, curves).
+"""PNG figures: the training history of a run, the ``reproduce`` comparison figures (fields, curves) and the
+per-layer gradient histograms of ``diagnose``.
 
 Every function writes its PNG and returns the (closed) figure, so that tests can inspect its colour scales.
 """
@@ -148,8 +149,13 @@ def plot_training(metrics_csv, png_path, summary=None):
 
     ax = axes["lambda"]
     for name in (n for n in names if n.startswith("lambda_")):
-        _curve(ax, steps, table[name], _term_label(name, "lambda_"), lw=1)
-    ax.set(xlabel="step", ylabel="weight λ (log scale)", title="loss weights λ")
+        line = _curve(ax, steps, table[name], _term_label(name, "lambda_"), lw=1)
+        term = name[len("lambda_"):]
+        known = np.isfinite(table[f"imbalance_{term}"]) if f"imbalance_{term}" in names else []
+        if np.any(known):  # measured at annealing steps only
+            _curve(ax, steps[known], table[f"imbalance_{term}"][known], f"imbalance max|∇L_r| / mean|∇L_{term}|",
+                   lw=0.8, ls=":", color=line.get_color())
+    ax.set(xlabel="step", ylabel="weight λ, ratio (log scale)", title="loss weights λ and the imbalance ratio")
     if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=8)
 
@@ -405,5 +411,46 @@ def plot_field(field, png_path):
         readable_log_ticks(colorbar.ax.yaxis, error_norm.vmin, error_norm.vmax)
     fig.suptitle(f"residual field of the trained network (ν = {field['nu']:.5g})", fontsize=12)
     fig.savefig(png_path, dpi=100)
+    plt.close(fig)
+    return fig
+
+
+# ----------------------------------------------------------------- diagnose
+def plot_gradients(rows, png_path, title):
+    """Per-layer distributions of |∇_W L_r| and of each |∇_W L_i| on a log scale, the terms overlaid (the paper's
+    histograms of back-propagated gradients): one row per entry of ``rows`` = {label: histograms}, one panel per
+    layer. Histograms (see :func:`~pinnfast.diagnose.gradient_statistics`): ``layers``, ``terms`` (r first),
+    ``log10_edges``, ``counts`` (layers, terms, bins) and ``zeros`` (layers, terms: entries left off the log axis).
+    All panels share one x axis."""
+    columns = max(len(h["layers"]) for h in rows.values())
+    width, height = 2.9 * columns + 0.6, 2.9 * len(rows) + 0.9
+    fig, axes = plt.subplots(len(rows), columns, figsize=(width, height), squeeze=False, sharex=True)
+    # margins in inches, fixed: constrained layout took seconds per figure of this many panels
+    fig.subplots_adjust(left=0.6 / width, right=1 - 0.1 / width, top=1 - 0.8 / height, bottom=0.5 / height,
+                        hspace=0.6, wspace=0.3)
+    lo = min(h["log10_edges"][0] for h in rows.values())
+    hi = max(h["log10_edges"][-1] for h in rows.values())
+    for row, (label, histograms) in zip(axes, rows.items()):
+        edges = 10.0 ** np.asarray(histograms["log10_edges"])
+        for ax, layer, counts, zeros in zip(row, histograms["layers"], histograms["counts"], histograms["zeros"]):
+            for k, term in enumerate(histograms["terms"]):
+                fraction = counts[k] / max(counts[k].sum() + zeros[k], 1)
+                name = f"∇L_{term} ({TERMS[term]})" if term in TERMS else f"∇L_{term}"
+                ax.stairs(fraction, edges, fill=True, alpha=0.35, color=f"C{k}",
+                          label=name + (f", {zeros[k]} zeros off scale" if zeros[k] else ""))
+                ax.stairs(fraction, edges, color=f"C{k}", lw=1)
+            ax.set_title(str(layer), fontsize=9)
+            ax.tick_params(labelbottom=True, labelsize=7)
+        row[0].set_xscale("log")
+        row[0].set_xlim(10.0 ** lo, 10.0 ** hi)
+        row[0].set_ylabel("fraction of the layer's weights", fontsize=8)
+        row[0].legend(fontsize=6)
+        row[0].annotate(label, (0, 1.2), xycoords="axes fraction", fontsize=10, fontweight="bold")
+        for ax in row[len(histograms["layers"]):]:
+            ax.set_axis_off()
+    for ax in axes[-1]:
+        ax.set_xlabel("|gradient| (log scale)", fontsize=8)
+    fig.suptitle(title, fontsize=12)
+    fig.savefig(png_path, dpi=90)
     plt.close(fig)
     return fig

@@ -6,6 +6,11 @@ decayed ×0.9 every 1000 steps, 40,001 steps, 128 fresh points per term per step
 the authors' code. Burgers uses the package's tuned inverse-problem defaults (the paper's annealing formula) on
 exact travelling-wave data with ν = 0.05, with ν started far from the truth on both sides (0.01 and 0.2), so that
 the table measures recovery, not drift from the answer.
+
+With ``diagnose``, every run keeps its checkpoints at the same steps and is diagnosed there
+(:mod:`pinnfast.diagnose`): σ_max of the loss Hessian and the imbalance ratio per model and step, and the per-layer
+gradient histograms of every model at the last kept step, so that M1 and M3 (and M2, M4) are compared at equal steps
+on the same batch.
 """
 import json
 from pathlib import Path
@@ -16,7 +21,7 @@ import torch
 from .burgers import exact_solution, make_observations
 from .data import save_observations
 from .errors import PinnfastError
-from .runfolder import check_claimable
+from .runfolder import DIAGNOSE_NPZ, check_claimable
 from .trainer import MODELS, TrainConfig, Trainer
 
 # The authors' code also fixes the annealing conventions: trunk weight matrices only, per-layer means, and ∇(λ L_i)
@@ -58,9 +63,12 @@ def relative_l2(problem, points):
     return ((prediction - exact).norm() / exact.norm()).item(), prediction[:, 0], exact[:, 0]
 
 
-def reproduce(problem_name, models, out_dir, steps=None, device="auto", seed=0, progress=True, overwrite=False):
+def reproduce(problem_name, models, out_dir, steps=None, device="auto", seed=0, progress=True, overwrite=False,
+              keep_checkpoints=None, diagnose=False):
     """Train each model (Burgers: from each start in BURGERS_STARTS), write one run folder per run, a table
-    (Markdown + JSON) and figures; return the rows."""
+    (Markdown + JSON) and figures; every run keeps its checkpoints at ``keep_checkpoints`` (with ``diagnose``:
+    default 0 and each quarter of the run) and, with ``diagnose``, is diagnosed there. Returns the rows and the
+    diagnoses ({label: summaries}, empty without ``diagnose``)."""
     from .plots import plot_reproduce_curves, plot_reproduce_fields
 
     if problem_name not in SETTINGS:
@@ -82,6 +90,13 @@ def reproduce(problem_name, models, out_dir, steps=None, device="auto", seed=0, 
             if steps is not None:
                 settings["steps"] = steps
             settings["max_steps"] = settings["steps"]  # models compared at the same step count
+            if diagnose and not keep_checkpoints:
+                keep_checkpoints = quarters(settings["steps"])
+            beyond = [step for step in keep_checkpoints or () if step > settings["steps"]]
+            if beyond:
+                raise PinnfastError(f"--keep-checkpoints {beyond[0]} is beyond the {settings['steps']} steps of each "
+                                    "run")
+            settings["keep_checkpoints"] = keep_checkpoints or ()
             plan.append((label, out_dir / problem_name / folder, settings))
             check_claimable(plan[-1][1], overwrite)
     observations, data_path = None, None
@@ -110,7 +125,57 @@ def reproduce(problem_name, models, out_dir, steps=None, device="auto", seed=0, 
     plot_reproduce_fields(problem_name, fields, out_dir / f"{problem_name}_fields.png")
     plot_reproduce_curves(problem_name, runs, out_dir / f"{problem_name}_curves.png",
                           nu_true=BURGERS_NU if burgers else None)
-    return rows
+    diagnosed = diagnose_runs(problem_name, runs, out_dir, keep_checkpoints, device, seed) if diagnose else {}
+    return rows, diagnosed
+
+
+def quarters(steps):
+    """The steps ``diagnose`` takes by default: 0 and each quarter of the run."""
+    return tuple(sorted({steps * k // 4 for k in range(5)}))
+
+
+def diagnose_runs(problem_name, runs, out_dir, steps, device, seed):
+    """Diagnose every run ({label: folder}) at ``steps`` on the same batch; write DIR/<problem>_diagnose.md/.json
+    and _gradients.png (each run's histograms at its last diagnosed step); return {label: summaries}."""
+    from .diagnose import diagnose_run, histograms_at
+    from .plots import plot_gradients
+
+    diagnosed = {label: diagnose_run(folder, steps, seed=seed, device=device) for label, folder in runs.items()}
+    (out_dir / f"{problem_name}_diagnose.json").write_text(json.dumps(diagnosed, indent=2) + "\n")
+    (out_dir / f"{problem_name}_diagnose.md").write_text(diagnose_markdown(problem_name, diagnosed, seed))
+    histograms = {}
+    for label, folder in runs.items():
+        with np.load(folder / DIAGNOSE_NPZ) as statistics:
+            last = diagnosed[label][-1]
+            histograms[f"{label}, step {last['step']}: σ_max = {last['sigma_max']:.3g}"] = \
+                histograms_at(dict(statistics), -1)
+    plot_gradients(histograms, out_dir / f"{problem_name}_gradients.png",
+                   f"{problem_name}: per-layer |∇_W L| on one batch (seed {seed})")
+    return diagnosed
+
+
+def diagnose_markdown(problem_name, diagnosed, seed):
+    """σ_max, the imbalance ratio and λ of every run ({label: summaries}) and step, then σ_max of each M1 run over
+    that of the M3 run with the same start."""
+    first = next(iter(diagnosed.values()))[0]
+    terms = [name[len("imbalance_"):] for name in first if name.startswith("imbalance_")]
+    columns = ["run", "step", "σ_max", "Lanczos products",
+               *(name for t in terms for name in (f"max\\|∇L_r\\| / mean\\|∇L_{t}\\|", f"λ_{t}")), "L_r"]
+    lines = [f"### {problem_name}: σ_max of the loss Hessian and the gradient imbalance (one batch, seed {seed}, "
+             "float64)", "", "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    for label, summaries in diagnosed.items():
+        for s in summaries:
+            converged = "" if s["lanczos_converged"] else " (not converged)"
+            cells = " | ".join(f"{s['imbalance_' + t]:.3g} | {s['lambda_' + t]:.3g}" for t in terms)
+            lines.append(f"| {label} | {s['step']} | {s['sigma_max']:.4g} | {s['lanczos_iterations']}{converged} | "
+                         f"{cells} | {s['loss_r']:.3g} |")
+    pairs = [(label, "m3" + label[2:]) for label in diagnosed if label.startswith("m1")]  # the same start
+    for m1, m3 in (pair for pair in pairs if pair[1] in diagnosed):
+        at = {s["step"]: s["sigma_max"] for s in diagnosed[m3]}
+        ratios = ", ".join(f"step {s['step']}: {s['sigma_max'] / at[s['step']]:.2f}" for s in diagnosed[m1]
+                           if s["step"] in at)
+        lines += ["", f"σ_max({m1}) / σ_max({m3}): {ratios}"]
+    return "\n".join(lines) + "\n"
 
 
 def table_markdown(problem_name, rows):

@@ -1,4 +1,5 @@
-"""A run folder holds one run or nothing: its checkpoint, its metrics CSV, its result and its plot.
+"""A run folder holds one run or nothing: its checkpoint, its metrics CSV, its result and its plot, the checkpoints
+kept at chosen steps (``checkpoints/step_<n>.pt``) and what ``pinnfast diagnose`` wrote about them.
 
 A fresh run starts only in a missing or empty folder (``overwrite`` removes a previous run, and only when the
 folder holds nothing else), a resumed run's metrics must match its checkpoint, and every file is replaced
@@ -8,6 +9,7 @@ import csv
 import io
 import json
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +18,11 @@ import torch
 from .errors import PinnfastError
 
 CHECKPOINT, METRICS_CSV, RESULT, PLOT = "checkpoint.pt", "metrics.csv", "result.json", "training.png"
-RUN_FILES = tuple(name + tmp for name in (CHECKPOINT, METRICS_CSV, RESULT, PLOT) for tmp in ("", ".tmp"))
+DIAGNOSE_PNG, DIAGNOSE_NPZ, DIAGNOSE_JSON = "gradients.png", "diagnose.npz", "diagnose.json"
+KEPT = "checkpoints"  # the folder of checkpoints kept at chosen steps
+RUN_FILES = tuple(name + tmp for name in (CHECKPOINT, METRICS_CSV, RESULT, PLOT, DIAGNOSE_PNG, DIAGNOSE_NPZ,
+                                          DIAGNOSE_JSON) for tmp in ("", ".tmp"))
+_KEPT_NAME = re.compile(r"step_(\d+)\.pt(\.tmp)?")
 
 
 def check_claimable(out_dir, overwrite=False):
@@ -27,7 +33,7 @@ def check_claimable(out_dir, overwrite=False):
     held = sorted(p.name for p in out_dir.iterdir()) if out_dir.is_dir() else []
     if not held:
         return
-    foreign = [name for name in held if name not in RUN_FILES]
+    foreign = [name for name in held if name not in RUN_FILES and not (name == KEPT and _only_kept(out_dir / KEPT))]
     if overwrite and foreign:
         raise PinnfastError(f"{out_dir} holds files that are not a pinnfast run's ({', '.join(foreign)}); nothing "
                             "was deleted: choose another output folder")
@@ -43,12 +49,34 @@ def claim_empty(out_dir, overwrite=False):
     out_dir = Path(out_dir)
     for name in RUN_FILES:
         (out_dir / name).unlink(missing_ok=True)
+    if (out_dir / KEPT).is_dir():
+        for path in (out_dir / KEPT).iterdir():
+            path.unlink()
+        (out_dir / KEPT).rmdir()
     out_dir.mkdir(parents=True, exist_ok=True)
 
 
-def load_checkpoint(run_dir):
-    """The checkpoint of a run folder as a dict (loaded on the CPU), or a one-line error."""
-    path = Path(run_dir) / CHECKPOINT
+def _only_kept(folder):
+    """Whether ``folder`` holds nothing but kept checkpoints (``step_<n>.pt``)."""
+    return folder.is_dir() and all(path.is_file() and _KEPT_NAME.fullmatch(path.name) for path in folder.iterdir())
+
+
+def kept_path(run_dir, step):
+    """Where the checkpoint kept at ``step`` lives."""
+    return Path(run_dir) / KEPT / f"step_{step}.pt"
+
+
+def kept_steps(run_dir):
+    """The steps whose checkpoints the run folder keeps, in order."""
+    folder = Path(run_dir) / KEPT
+    names = (_KEPT_NAME.fullmatch(path.name) for path in folder.iterdir()) if folder.is_dir() else ()
+    return sorted(int(match[1]) for match in names if match and not match[2])
+
+
+def load_checkpoint(run_dir, step=None):
+    """The checkpoint of a run folder (``step``: the one kept at that step) as a dict loaded on the CPU, or a
+    one-line error."""
+    path = Path(run_dir) / CHECKPOINT if step is None else kept_path(run_dir, step)
     if Path(run_dir).exists() and not Path(run_dir).is_dir():
         raise PinnfastError(f"{run_dir} is a file, not a run folder")
     if not path.is_file():
@@ -59,8 +87,11 @@ def load_checkpoint(run_dir):
         raise PinnfastError(f"{path}: not a readable pinnfast checkpoint ({exc})") from None
 
 
-def save_checkpoint(run_dir, state):
-    _replace(Path(run_dir) / CHECKPOINT, lambda tmp: torch.save(state, tmp))
+def save_checkpoint(run_dir, state, step=None):
+    """Write the run's checkpoint, or (``step``) the copy kept at that step."""
+    path = Path(run_dir) / CHECKPOINT if step is None else kept_path(run_dir, step)
+    path.parent.mkdir(exist_ok=True)
+    _replace(path, lambda tmp: torch.save(state, tmp))
 
 
 def write_result(run_dir, result):
@@ -81,6 +112,15 @@ def metrics_table(path):
     path = Path(path)
     path = path / METRICS_CSV if path.is_dir() else path
     return np.atleast_1d(np.genfromtxt(path, delimiter=",", names=True))
+
+
+def metrics_header(run_dir):
+    """The column names of a run folder's metrics CSV (empty when it has none)."""
+    path = Path(run_dir) / METRICS_CSV
+    if not path.is_file():
+        return []
+    with open(path, newline="") as handle:
+        return next(csv.reader(handle), [])
 
 
 def append_metrics(run_dir, header, rows):

@@ -3,7 +3,9 @@
 The default problem is the 2D Burgers inverse problem; ``helmholtz`` and ``klein-gordon`` are the paper's forward
 problems. Each step the problem draws a fresh batch (collocation, boundary, observation points) from one seeded
 generator, so a run resumed from a checkpoint repeats the uninterrupted run exactly.
-Metrics stay on the device and reach the host (CSV, NaN check, checkpoint) every ``checkpoint_every`` steps.
+Metrics stay on the device and reach the host (CSV, NaN check, checkpoint) every ``checkpoint_every`` steps; with
+annealing (M2, M4) they include the imbalance ratio max|∇L_r| / mean|∇L_i| at every annealing step (nan between).
+Checkpoints at the ``keep_checkpoints`` steps are kept apart, for ``pinnfast diagnose``.
 """
 import contextlib
 import dataclasses
@@ -24,8 +26,8 @@ from .data import check_spread, load_observations, observations_sha256, validate
 from .errors import PinnfastError, PinnfastWarning
 from .models import MLP, ModifiedMLP
 from .problems import Helmholtz, KleinGordon
-from .runfolder import (CHECKPOINT, RESULT, append_metrics, claim_empty, cut_metrics_at, load_checkpoint, metrics_table,
-                        read_result, save_checkpoint)
+from .runfolder import (CHECKPOINT, RESULT, append_metrics, claim_empty, cut_metrics_at, load_checkpoint,
+                        metrics_header, metrics_table, read_result, save_checkpoint)
 
 MODELS = {  # name: (network class, annealing)
     "m1": (MLP, False),
@@ -58,7 +60,8 @@ class TrainConfig:
     halves of its averaging window larger than ``DRIFT_FRACTION × tol``, gives the warning that ν is not
     identified well by these data. A run whose ν still drifts that much at ``steps`` goes on, its target raised by
     half at a time, until ν settles or ``max_steps`` (default 3 × ``steps``) is reached: in the regime sweep, runs
-    that ended more than 1 % off were all still creeping towards the truth.
+    that ended more than 1 % off were all still creeping towards the truth. ``keep_checkpoints`` lists steps whose
+    checkpoints are kept (``checkpoints/step_<n>.pt``; 0 = the initial network) for ``pinnfast diagnose``.
     """
 
     problem: str = "burgers"
@@ -88,6 +91,7 @@ class TrainConfig:
     tol: float = 0.01
     max_steps: int = None
     backend: str = "auto"
+    keep_checkpoints: tuple = ()
 
     def validate(self):
         if self.problem not in PROBLEMS:
@@ -104,6 +108,9 @@ class TrainConfig:
             raise PinnfastError(f"nu_warmup must be >= 0, got {self.nu_warmup}")
         if self.max_steps is not None and self.max_steps < self.steps:
             raise PinnfastError(f"max_steps ({self.max_steps}) must be at least steps ({self.steps})")
+        bad = [step for step in self.keep_checkpoints if not (int(step) == step and step >= 0)]
+        if bad:
+            raise PinnfastError(f"keep_checkpoints: steps must be integers >= 0, got {bad[0]!r}")
         if not 0 < self.tol < 1:
             raise PinnfastError(f"tol must be between 0 and 1 (a relative accuracy), got {self.tol}")
         if self.backend not in BACKENDS:
@@ -227,8 +234,9 @@ class Trainer:
         self.generator = torch.Generator(self.device).manual_seed(config.seed)
         self.step, self.seconds, self.checkpoint_step = 0, 0.0, None
         names = self.problem.term_names
+        self.imbalance_names = [f"imbalance_{n}" for n in names] if MODELS[config.model][1] else []
         self.metric_names = ["step", "loss", "loss_r", *(f"loss_{n}" for n in names),
-                             *(f"lambda_{n}" for n in names), *self.problem.logged(), "lr"]
+                             *(f"lambda_{n}" for n in names), *self.imbalance_names, *self.problem.logged(), "lr"]
 
     # ----------------------------------------------------------------- one step
     def train_step(self):
@@ -236,8 +244,9 @@ class Trainer:
         loss_r, terms = self.problem.losses(self.problem.sample(self.generator))
         terms = torch.stack(terms)  # (terms,), or (terms, members) for an ensemble
         lam = self.weights.lambdas
+        imbalance = torch.full_like(lam, math.nan)  # known at annealing steps only
         if self.weights.due(self.step):
-            self._annealed_gradients(loss_r, terms)
+            imbalance = self._annealed_gradients(loss_r, terms)
         else:
             (loss_r.sum() + (lam * terms).sum()).backward()  # members are independent: one backward for all
         if self.step < self.config.nu_warmup:
@@ -249,7 +258,8 @@ class Trainer:
         self.scheduler.step()
         self.step += 1
         loss = loss_r.detach() + (lam * terms.detach()).sum(0)
-        losses = torch.cat([torch.stack([loss, loss_r.detach()]), terms.detach(), lam.clone()])
+        losses = torch.cat([torch.stack([loss, loss_r.detach()]), terms.detach(), lam.clone(),
+                            *([imbalance] if self.imbalance_names else [])])
         if self.config.members is not None:
             losses = losses.mean(-1)  # the members' mean; each member's ν is logged apart
         logged = [value.reshape(1) for value in self.problem.logged().values()]
@@ -257,15 +267,16 @@ class Trainer:
 
     def _annealed_gradients(self, loss_r, terms):
         """∇L_r and each ∇L_i by separate reverse passes: they feed Algorithm 1 and then form
-        ∇L = ∇L_r + Σ λ_i ∇L_i without a further pass."""
+        ∇L = ∇L_r + Σ λ_i ∇L_i without a further pass. Returns the imbalance ratio of Algorithm 1."""
         params = [p for _, p in self.named_params] + self.physical
         grad_r = _grads(loss_r.sum(), params, retain_graph=True)
         grad_terms = [_grads(term.sum(), params, retain_graph=k + 1 < len(terms)) for k, term in enumerate(terms)]
-        self.weights.update([grad_r[k] for k in self.selected],
-                            [[grads[k] for k in self.selected] for grads in grad_terms])
+        imbalance = self.weights.update([grad_r[k] for k in self.selected],
+                                        [[grads[k] for k in self.selected] for grads in grad_terms])
         lam = self.weights.lambdas
         for k, p in enumerate(params):
             p.grad = grad_r[k] + sum(_per_member(lam[i], grads[k]) * grads[k] for i, grads in enumerate(grad_terms))
+        return imbalance
 
     # ----------------------------------------------------------------- the run
     @property
@@ -284,9 +295,14 @@ class Trainer:
         if self.physical:
             self._warn_if_short()
         pending, seconds_before, started = [], self.seconds, time.perf_counter()
+        keep = set(self.config.keep_checkpoints)
+        if self.step in keep:  # step 0: the initial network
+            self.save_checkpoint(kept=True)
         with _progress_bar(self.config.steps, self.step, progress) as bar:
             while self.step < self.config.steps:
                 pending.append(self.train_step())
+                if self.step in keep:
+                    self.save_checkpoint(kept=True)
                 if self.step % self.config.checkpoint_every == 0 or self.step == self.config.steps:
                     self.seconds = seconds_before + time.perf_counter() - started
                     rows = self._flush(pending)
@@ -398,7 +414,8 @@ class Trainer:
         first = self.step - len(pending) + 1
         values = torch.stack([metrics for metrics, _ in pending]).cpu().double().numpy()
         rows = [[first + k, *row, lr] for k, (row, (_, lr)) in enumerate(zip(values.tolist(), pending))]
-        bad = next((row for row in rows if not all(map(math.isfinite, row[1:]))), None)
+        checked = [k for k, name in enumerate(self.metric_names) if name not in ("step", *self.imbalance_names)]
+        bad = next((row for row in rows if not all(math.isfinite(row[k]) for k in checked)), None)
         if bad is not None:
             append_metrics(self.out_dir, self.metric_names, rows[:rows.index(bad) + 1])
             kept = (f"the last good checkpoint (step {self.checkpoint_step}) is kept in {self.out_dir / CHECKPOINT}"
@@ -411,15 +428,17 @@ class Trainer:
         return rows
 
     # ----------------------------------------------------------------- checkpoints
-    def save_checkpoint(self):
+    def save_checkpoint(self, kept=False):
+        """Write the checkpoint the run resumes from, or (``kept``) the copy kept at this step."""
         save_checkpoint(self.out_dir, {
             "config": dataclasses.asdict(self.config), "step": self.step, "seconds": self.seconds,
             "problem": self.problem.state_dict(), "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(), "weights": self.weights.state_dict(),
             "generator": self.generator.get_state(), "device_type": self.device.type, "data": self.data,
             "nu_true": self.nu_true, "version": __version__,
-        })
-        self.checkpoint_step = self.step
+        }, self.step if kept else None)
+        if not kept:
+            self.checkpoint_step = self.step
 
     @classmethod
     def resume(cls, observations, out_dir, device="auto", steps=None, *, data_path=None, columns=None,
@@ -461,6 +480,9 @@ class Trainer:
         trainer.generator.set_state(state["generator"])
         trainer.step, trainer.seconds = state["step"], state["seconds"]
         trainer.checkpoint_step = trainer.step
+        older = [name for name in trainer.metric_names if name not in trainer.imbalance_names]
+        if trainer.imbalance_names and metrics_header(out_dir) == older:  # begun before the ratio was logged
+            trainer.imbalance_names, trainer.metric_names = [], older
         return trainer
 
 

@@ -133,7 +133,7 @@ def test_infer_writes_the_run_folder(tmp_path, capsys):
     assert result["steps"] == 12 and result["seconds"] > 0 and result["nu"] > 0 and result["model"] == "m2"
     assert (out / "training.png").stat().st_size > 1000
     lines = (out / "metrics.csv").read_text().splitlines()
-    assert lines[0] == "step,loss,loss_r,loss_d,lambda_d,nu,lr" and len(lines) == 13
+    assert lines[0] == "step,loss,loss_r,loss_d,lambda_d,imbalance_d,nu,lr" and len(lines) == 13
     assert "nu = " in capsys.readouterr().out
 
 

@@ -2,9 +2,11 @@
 import numpy as np
 import pytest
 
-from pinnfast.plots import format_nu, plot_field, plot_reproduce_curves, plot_reproduce_fields, plot_training
+from pinnfast.plots import (format_nu, plot_field, plot_gradients, plot_reproduce_curves, plot_reproduce_fields,
+                            plot_training)
 
 BURGERS = ("loss", "loss_r", "loss_d", "lambda_d", "nu", "lr")
+ANNEALED = ("loss", "loss_r", "loss_d", "lambda_d", "imbalance_d", "nu", "lr")
 FORWARD = ("loss", "loss_r", "loss_ic", "loss_bc", "lambda_ic", "lambda_bc", "lr")
 
 
@@ -18,6 +20,8 @@ def write_metrics(folder, columns, steps, nu_warmup=0):
             values[name] = 1 / step ** 1.5
         elif name.startswith("lambda_"):
             values[name] = 1 + np.log1p(step)
+        elif name.startswith("imbalance_"):  # measured at annealing steps only, as the trainer writes it
+            values[name] = np.where(step % 10 == 1, 20 + np.log1p(step), np.nan)
     if "nu" in columns:
         moving = np.clip(step - nu_warmup, 0, None)
         values["nu"] = 0.0201 + 0.03 * np.exp(-moving / 10) + 1e-5 * np.sin(step)
@@ -40,6 +44,7 @@ CASES = {  # name: (columns, steps, summary)
     "burgers_in_warmup": (BURGERS, 30, burgers_summary(30, 50, None, 0.02)),
     "burgers_one_row": (BURGERS, 1, burgers_summary(1, 0, [1, 1], 0.02)),
     "burgers_one_row_in_warmup": (BURGERS, 1, burgers_summary(1, 50, None, None)),
+    "burgers_annealed": (ANNEALED, 300, burgers_summary(300, 50, [201, 300], 0.02)),
     "forward": (FORWARD, 40, dict(problem="klein-gordon", model="m2", steps=40)),
     "forward_one_row": (FORWARD, 1, dict(problem="helmholtz", model="m1", steps=1)),
     "no_summary": (BURGERS, 40, None),
@@ -158,3 +163,23 @@ def test_plot_field_shares_scales(tmp_path, times, exact):
         limits = {(im.norm.vmin, im.norm.vmax) for im in images[col::columns]}
         assert len(limits) == 1
     assert len([ax for ax in fig.axes if not ax.images]) == columns  # one labelled colour bar per column
+
+
+def test_plot_gradients_rows_of_different_networks_share_one_axis(tmp_path):
+    """M1 and M3 rows (4 and 6 layers), each with its own log10 edges: all panels span the union of the edges."""
+    rng = np.random.default_rng()
+
+    def histograms(layers, lo, hi):
+        edges = np.linspace(lo, hi, 5 * (hi - lo) + 1)
+        return dict(layers=np.asarray(layers), terms=np.asarray(["r", "bc"]), log10_edges=edges,
+                    counts=rng.integers(0, 50, (len(layers), 2, len(edges) - 1)),
+                    zeros=np.zeros((len(layers), 2), dtype=int))
+
+    rows = {"m1, step 0": histograms(["input_layer", "hidden.0", "hidden.1", "output"], -6, 2),
+            "m3, step 0": histograms(["encoder_u", "encoder_v", "input_layer", "gates.0", "gates.1", "output"], -8, 1)}
+    png = tmp_path / "gradients.png"
+    fig = plot_gradients(rows, png, "helmholtz")
+    assert png.stat().st_size > 1000
+    panels = [ax for ax in fig.get_axes() if ax.axison]
+    assert [ax.get_title() for ax in panels] == [*rows["m1, step 0"]["layers"], *rows["m3, step 0"]["layers"]]
+    assert all(ax.get_xlim() == pytest.approx((1e-8, 1e2)) for ax in panels)
