@@ -15,6 +15,7 @@ import torch
 
 from .burgers import exact_solution, make_observations
 from .data import save_observations
+from .distributed import Ranks
 from .errors import PinnfastError
 from .runfolder import check_claimable
 from .trainer import MODELS, TrainConfig, Trainer
@@ -84,12 +85,11 @@ def reproduce(problem_name, models, out_dir, steps=None, device="auto", seed=0, 
             settings["max_steps"] = settings["steps"]  # models compared at the same step count
             plan.append((label, out_dir / problem_name / folder, settings))
             check_claimable(plan[-1][1], overwrite)
-    observations, data_path = None, None
+    observations, data_path, ranks = None, None, Ranks()
     if burgers:  # written beside the runs, so that `pinnfast infer --resume` can continue each of them
         observations = make_observations(BURGERS_NU, 2000, seed=seed)
         data_path = out_dir / problem_name / "observations.npz"
-        data_path.parent.mkdir(parents=True, exist_ok=True)
-        save_observations(data_path, observations)
+        ranks.on_main(lambda: _write_observations(data_path, observations))
     rows, fields, runs = [], {}, {}
     for label, folder, settings in plan:
         runs[label] = folder
@@ -105,12 +105,19 @@ def reproduce(problem_name, models, out_dir, steps=None, device="auto", seed=0, 
                        nu_rel_error=result["nu_error"])
         rows.append(row)
         fields[label] = (prediction.reshape(GRID, GRID), exact.reshape(GRID, GRID), axes)
+    if not ranks.main:  # rank 0 writes for a run of several processes
+        return rows
     (out_dir / f"{problem_name}_table.json").write_text(json.dumps(rows, indent=2) + "\n")
     (out_dir / f"{problem_name}_table.md").write_text(table_markdown(problem_name, rows))
     plot_reproduce_fields(problem_name, fields, out_dir / f"{problem_name}_fields.png")
     plot_reproduce_curves(problem_name, runs, out_dir / f"{problem_name}_curves.png",
                           nu_true=BURGERS_NU if burgers else None)
     return rows
+
+
+def _write_observations(path, observations):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_observations(path, observations)
 
 
 def table_markdown(problem_name, rows):

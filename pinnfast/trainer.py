@@ -3,6 +3,8 @@
 The default problem is the 2D Burgers inverse problem; ``helmholtz`` and ``klein-gordon`` are the paper's forward
 problems. Each step the problem draws a fresh batch (collocation, boundary, observation points) from one seeded
 generator, so a run resumed from a checkpoint repeats the uninterrupted run exactly.
+Under torchrun the run is data-parallel (:mod:`pinnfast.distributed`): each rank draws its own batch from its own
+stream, gradients are averaged over the ranks, and rank 0 writes the run folder.
 Metrics stay on the device and reach the host (CSV, NaN check, checkpoint) every ``checkpoint_every`` steps.
 """
 import contextlib
@@ -19,6 +21,7 @@ from ._version import __version__
 from .annealing import Annealing, FixedWeights
 from .burgers import BurgersInverse
 from .data import check_spread, load_observations, observations_sha256, validate_observations
+from .distributed import Ranks, local_device
 from .errors import PinnfastError, PinnfastWarning
 from .models import MLP, ModifiedMLP
 from .problems import Helmholtz, KleinGordon
@@ -121,7 +124,7 @@ def resolve_device(device):
         device = "cuda" if torch.cuda.is_available() else "cpu"
         if device == "cpu":
             print("pinnfast: no GPU found, running on the CPU")
-    return torch.device(device)
+    return local_device(torch.device(device))
 
 
 class TrainingDiverged(PinnfastError):
@@ -173,6 +176,7 @@ class Trainer:
             config.max_steps = 3 * config.steps  # fixed now: the target grows when ν is still moving
         self.config, self.out_dir, self.device = config, Path(out_dir), resolve_device(device)
         self.overwrite, self.nu_true = overwrite, nu_true
+        self.ranks = Ranks()
         torch.manual_seed(config.seed)
         source = str(data_path) if data_path is not None else "observations"
         self.data = None
@@ -183,6 +187,7 @@ class Trainer:
         self.problem = build_problem(config, observations, source).to(self.device)
         self.named_params = list(self.problem.network.named_parameters())
         self.physical = self.problem.physical()
+        self.params = [p for _, p in self.named_params] + self.physical
         groups = [{"params": [p for _, p in self.named_params], "lr": config.lr}]
         if self.physical:
             groups.append({"params": self.physical, "lr": config.nu_lr, "betas": (0.9, config.nu_beta2)})
@@ -197,7 +202,7 @@ class Trainer:
             self.selected = self.weights.selected(self.named_params)
         else:
             self.weights = FixedWeights(n_terms, self.device, members=config.members)
-        self.generator = torch.Generator(self.device).manual_seed(config.seed)
+        self.generator = torch.Generator(self.device).manual_seed(self.ranks.seed(config.seed))
         self.step, self.seconds, self.checkpoint_step = 0, 0.0, None
         names = self.problem.term_names
         self.metric_names = ["step", "loss", "loss_r", *(f"loss_{n}" for n in names),
@@ -213,6 +218,7 @@ class Trainer:
             self._annealed_gradients(loss_r, terms)
         else:
             (loss_r.sum() + (lam * terms).sum()).backward()  # members are independent: one backward for all
+            self.ranks.average([p.grad for p in self.params])
         if self.step < self.config.nu_warmup:
             for p in self.physical:
                 p.grad = None  # physical parameters wait until the network has roughly fitted the data
@@ -230,10 +236,12 @@ class Trainer:
 
     def _annealed_gradients(self, loss_r, terms):
         """∇L_r and each ∇L_i by separate reverse passes: they feed Algorithm 1 and then form
-        ∇L = ∇L_r + Σ λ_i ∇L_i without a further pass."""
-        params = [p for _, p in self.named_params] + self.physical
+        ∇L = ∇L_r + Σ λ_i ∇L_i without a further pass. With several ranks both are averaged over the ranks first,
+        so that λ is that of the union of their batches, the same on every rank."""
+        params = self.params
         grad_r = _grads(loss_r.sum(), params, retain_graph=True)
         grad_terms = [_grads(term.sum(), params, retain_graph=k + 1 < len(terms)) for k, term in enumerate(terms)]
+        self.ranks.average([*grad_r, *(g for grads in grad_terms for g in grads)])
         self.weights.update([grad_r[k] for k in self.selected],
                             [[grads[k] for k in self.selected] for grads in grad_terms])
         lam = self.weights.lambdas
@@ -248,16 +256,12 @@ class Trainer:
     def run(self, progress=True):
         """Train up to ``config.steps``, checkpointing; returns :meth:`result`. A finished run writes nothing."""
         if self.finished:
-            return self.result()
-        if self.checkpoint_step is None:
-            claim_empty(self.out_dir, self.overwrite)
-        else:  # resumed: drop rows written after the checkpoint (a diverged tail), refuse another run's CSV
-            cut_metrics_at(self.out_dir, self.metric_names, self.checkpoint_step)
-            (self.out_dir / RESULT).unlink(missing_ok=True)  # it described the run at an earlier step
+            return self.ranks.on_main(self.result)
+        self.ranks.on_main(self._claim_folder)
         if self.physical:
             self._warn_if_short()
         pending, seconds_before, started = [], self.seconds, time.perf_counter()
-        with _progress_bar(self.config.steps, self.step, progress) as bar:
+        with _progress_bar(self.config.steps, self.step, progress and self.ranks.main) as bar:
             while self.step < self.config.steps:
                 pending.append(self.train_step())
                 if self.step % self.config.checkpoint_every == 0 or self.step == self.config.steps:
@@ -269,12 +273,21 @@ class Trainer:
                                          if name in ("loss", "nu")})
                     pending = []
                     if self.step == self.config.steps:  # the loop ends here unless ν still moves
-                        result = self.result()
+                        result = self.ranks.on_main(self.result)  # from rank 0's metrics, for every rank
                         if self._extend(result) and bar is not None:
                             bar.total = self.config.steps
         if result.get("nu_warning"):
             warnings.warn(result["nu_warning"], PinnfastWarning)
         return result
+
+    def _claim_folder(self):
+        """A new run takes an empty folder; a resumed one drops the rows written after its checkpoint (a diverged
+        tail) and refuses another run's CSV."""
+        if self.checkpoint_step is None:
+            claim_empty(self.out_dir, self.overwrite)
+        else:
+            cut_metrics_at(self.out_dir, self.metric_names, self.checkpoint_step)
+            (self.out_dir / RESULT).unlink(missing_ok=True)  # it described the run at an earlier step
 
     def _extend(self, result):
         """At the target (``result`` there), while ν still moves and the cap allows: raise the target by half
@@ -308,7 +321,8 @@ class Trainer:
         data fit."""
         table = metrics_table(self.out_dir) if self.step > 0 else None
         result = {"problem": self.config.problem, "model": self.config.model, "steps": self.step,
-                  "target_steps": self.config.steps, "seconds": self.seconds, "device": str(self.device)}
+                  "target_steps": self.config.steps, "seconds": self.seconds, "device": str(self.device),
+                  "world_size": self.ranks.world}
         if self.physical:
             trained = table[table["step"] > self.config.nu_warmup] if table is not None else []
             window = trained[-self.config.average_last:]
@@ -366,31 +380,39 @@ class Trainer:
                 f"{' or '.join(advice)}")
 
     def _flush(self, pending):
-        """Bring buffered metrics to the host: stop on a non-finite loss, else append the CSV and checkpoint."""
+        """Bring buffered metrics to the host: stop on a non-finite loss, else append the CSV and checkpoint. The
+        losses are the means over the ranks' batches (λ and ν are the same on every rank)."""
         first = self.step - len(pending) + 1
-        values = torch.stack([metrics for metrics, _ in pending]).cpu().double().numpy()
+        values = torch.stack([metrics for metrics, _ in pending])
+        self.ranks.average([values[:, :2 + len(self.problem.term_names)]])
+        values = values.cpu().double().numpy()
         rows = [[first + k, *row, lr] for k, (row, (_, lr)) in enumerate(zip(values.tolist(), pending))]
         bad = next((row for row in rows if not all(map(math.isfinite, row[1:]))), None)
         if bad is not None:
-            append_metrics(self.out_dir, self.metric_names, rows[:rows.index(bad) + 1])
+            if self.ranks.main:
+                append_metrics(self.out_dir, self.metric_names, rows[:rows.index(bad) + 1])
             kept = (f"the last good checkpoint (step {self.checkpoint_step}) is kept in {self.out_dir / CHECKPOINT}"
                     if self.checkpoint_step is not None else "no checkpoint had been written yet")
             values = ", ".join(f"{n}={v}" for n, v in zip(self.metric_names, bad) if n in self.problem.logged())
             raise TrainingDiverged(f"training stopped: non-finite loss at step {bad[0]} (loss={bad[1]}"
                                    f"{', ' + values if values else ''}); {kept}")
-        append_metrics(self.out_dir, self.metric_names, rows)
+        if self.ranks.main:
+            append_metrics(self.out_dir, self.metric_names, rows)
         self.save_checkpoint()
         return rows
 
     # ----------------------------------------------------------------- checkpoints
     def save_checkpoint(self):
-        save_checkpoint(self.out_dir, {
-            "config": dataclasses.asdict(self.config), "step": self.step, "seconds": self.seconds,
-            "problem": self.problem.state_dict(), "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(), "weights": self.weights.state_dict(),
-            "generator": self.generator.get_state(), "device_type": self.device.type, "data": self.data,
-            "nu_true": self.nu_true, "version": __version__,
-        })
+        """Rank 0 writes the run's state with every rank's random stream (``generators``, in rank order)."""
+        generators = self.ranks.gather(self.generator.get_state())
+        if self.ranks.main:
+            save_checkpoint(self.out_dir, {
+                "config": dataclasses.asdict(self.config), "step": self.step, "seconds": self.seconds,
+                "problem": self.problem.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(), "weights": self.weights.state_dict(),
+                "generators": generators, "world_size": self.ranks.world, "device_type": self.device.type,
+                "data": self.data, "nu_true": self.nu_true, "version": __version__,
+            })
         self.checkpoint_step = self.step
 
     @classmethod
@@ -399,11 +421,17 @@ class Trainer:
         """Continue the run saved in ``out_dir`` with its own config; ``steps`` may raise its target.
 
         ``observations=None`` reads the run's own data file again; other observations than the run's are refused.
+        A run of K processes resumes on K processes (each continues its own random stream).
         """
         state = load_checkpoint(out_dir)
         if "version" not in state:
             raise PinnfastError(f"{out_dir}: the checkpoint was written by pinnfast 0.1, which did not record the "
                                 "run's data, so a resume cannot check it; start a new run")
+        world, ranks = state.get("world_size", 1), Ranks()
+        if world != ranks.world:
+            how = f"torchrun --nproc_per_node {world}, or --nproc {world}" if world > 1 else "without torchrun"
+            raise PinnfastError(f"the run in {out_dir} was trained by {world} process(es), not {ranks.world}: resume "
+                                f"it on {world} ({how}), each process continuing its own random stream")
         config = TrainConfig(**state["config"])
         config.steps = resume_target(state, steps, out_dir)
         if config.max_steps is not None and config.max_steps < config.steps:
@@ -430,7 +458,8 @@ class Trainer:
         trainer.optimizer.load_state_dict(state["optimizer"])
         trainer.scheduler.load_state_dict(state["scheduler"])
         trainer.weights.load_state_dict(state["weights"])
-        trainer.generator.set_state(state["generator"])
+        generators = state["generators"] if "generators" in state else [state["generator"]]  # older: one stream
+        trainer.generator.set_state(generators[trainer.ranks.rank])
         trainer.step, trainer.seconds = state["step"], state["seconds"]
         trainer.checkpoint_step = trainer.step
         return trainer
