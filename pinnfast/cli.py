@@ -374,9 +374,11 @@ def _infer(args):
             _plot(out, trainer.result())
         if isinstance(exc, TrainingDiverged):
             raise
+        resume = f"pinnfast infer --out {shlex.quote(str(out))} --resume"
+        if trainer.ranks.world > 1:  # a run resumes on as many processes
+            resume += f" --nproc {trainer.ranks.world}"
         where = (f"the last checkpoint (step {trainer.checkpoint_step}) is in {out / CHECKPOINT}; continue with "
-                 f"`pinnfast infer --out {shlex.quote(str(out))} --resume`" if trainer.checkpoint_step is not None
-                 else "no checkpoint had been written yet")
+                 f"`{resume}`" if trainer.checkpoint_step is not None else "no checkpoint had been written yet")
         raise _Interrupted(f"interrupted at step {trainer.step}; {where}") from None
     if not trainer.ranks.main:
         return
