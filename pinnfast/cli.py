@@ -1,7 +1,9 @@
 """``pinnfast`` command line: make synthetic Burgers data, infer ν from observations, use the trained run, and
 diagnose its gradients."""
 import argparse
+import contextlib
 import dataclasses
+import os
 import shlex
 import sys
 import warnings
@@ -9,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import distributed
 from ._version import __version__
 from .annealing import GRAD_SETS, MEAN_KINDS
 from .burgers import DEMO_BOX, FIELDS, BurgersInverse, make_observations
@@ -21,6 +24,7 @@ from .trainer import BACKENDS, DEVICES, MODELS, TrainConfig, Trainer, TrainingDi
 
 DEFAULTS = TrainConfig()
 INTERRUPTED = 130  # the shell's code for a run stopped by Ctrl-C
+DISTRIBUTED = ("infer", "reproduce", "residual-field")  # the commands that run on several processes
 WARMUP_NOTE = (f"ν is held at --nu-init for the first {DEFAULTS.nu_warmup} steps (warm-up: the network first fits "
                f"the data), and the reported ν is the mean ± standard deviation over the last "
                f"{DEFAULTS.average_last} steps after the warm-up, so a run needs at least "
@@ -183,6 +187,7 @@ def _parser():
                        help="steps between checkpoints, metric writes and NaN checks "
                             f"(default {DEFAULTS.checkpoint_every})")
     infer.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_nproc(infer)
 
     predict = commands.add_parser("predict", help="u and v of a trained run at your points",
                                   description="Evaluate the network of a run folder at the points of a file "
@@ -206,6 +211,7 @@ def _parser():
     field.add_argument("--exact-nu", type=_positive_float,
                        help="viscosity of the exact travelling wave behind the data, to map the error too")
     field.add_argument("--device", choices=DEVICES, default="auto", help="auto, cpu or cuda (default auto)")
+    _add_nproc(field)
 
     repro = commands.add_parser("reproduce", help="M1–M4 side by side on a problem of the paper",
                                 description="Train the chosen models with the authors' settings (width 50, Adam "
@@ -228,6 +234,7 @@ def _parser():
                             "DIR/<problem>_diagnose.md/.json (σ_max of the loss Hessian, imbalance ratio) and "
                             "_gradients.png (per-layer gradient histograms at the last kept step)")
     repro.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_nproc(repro)
 
     diagnose = commands.add_parser("diagnose", help="the gradient pathology of a run: per-layer gradient "
                                                     "histograms, imbalance ratio, largest Hessian eigenvalue",
@@ -250,6 +257,12 @@ def _parser():
                           help="seed of the batch and of Lanczos' start vector (default 0)")
     diagnose.add_argument("--device", choices=DEVICES, default="cpu", help="cpu, cuda or auto (default cpu)")
     return parser
+
+
+def _add_nproc(command):
+    command.add_argument("--nproc", type=_positive_int,
+                         help="run on this many processes of this machine, data-parallel (starts torchrun for you: "
+                              "one process per GPU, or gloo processes on the CPU; default 1)")
 
 
 def _output_file(path):
@@ -324,7 +337,9 @@ def _residual_field(args):
         raise PinnfastError(f"--member applies to ensemble runs; {args.run} is one network")
     lo, hi = domain_box(problem.network)
     times = args.times or [lo[2], (lo[2] + hi[2]) / 2, hi[2]]
-    field = residual_field(problem, times, args.grid, args.exact_nu)
+    field = residual_field(problem, times, args.grid, args.exact_nu, shard=True)  # over torchrun's ranks, if any
+    if not distributed.Ranks().main:
+        return
     out.mkdir(parents=True, exist_ok=True)
     np.savez(out / "field.npz", **field)
     plot_field(field, out / "field.png")
@@ -422,14 +437,18 @@ def _infer(args):
     try:
         result = trainer.run(progress=not args.quiet)
     except (KeyboardInterrupt, TrainingDiverged) as exc:
-        if (out / METRICS_CSV).exists():  # the history up to the stop is worth a look
+        if trainer.ranks.main and (out / METRICS_CSV).exists():  # the history up to the stop is worth a look
             _plot(out, trainer.result())
         if isinstance(exc, TrainingDiverged):
             raise
+        resume = f"pinnfast infer --out {shlex.quote(str(out))} --resume"
+        if trainer.ranks.world > 1:  # a run resumes on as many processes
+            resume += f" --nproc {trainer.ranks.world}"
         where = (f"the last checkpoint (step {trainer.checkpoint_step}) is in {out / CHECKPOINT}; continue with "
-                 f"`pinnfast infer --out {shlex.quote(str(out))} --resume`" if trainer.checkpoint_step is not None
-                 else "no checkpoint had been written yet")
+                 f"`{resume}`" if trainer.checkpoint_step is not None else "no checkpoint had been written yet")
         raise _Interrupted(f"interrupted at step {trainer.step}; {where}") from None
+    if not trainer.ranks.main:
+        return
     write_result(out, result)
     _plot(out, result)
     print(_nu_message(result) + f" after {result['steps']} steps ({result['seconds']:.1f} s); results in {out}")
@@ -472,30 +491,54 @@ def _show_note(message, category, filename, lineno, file=None, line=None):
 
 
 def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = _parser().parse_args(argv)
-    with warnings.catch_warnings():
+    nproc = getattr(args, "nproc", None)
+    if nproc is not None and nproc > 1 and not distributed.launched():
+        return distributed.launch(nproc, argv)
+    with warnings.catch_warnings(), distributed.joined() as ranks, _speaking(ranks.main):
         warnings.showwarning = _show_note
-        warnings.simplefilter("always", PinnfastWarning)
-        try:
-            {"make-data": _make_data, "infer": _infer, "predict": _predict, "residual-field": _residual_field,
-             "reproduce": _reproduce, "diagnose": _diagnose}[args.command](args)
-        except TrainingDiverged as exc:
-            print(f"pinnfast: {exc}", file=sys.stderr)
-            return 3
-        except PinnfastError as exc:
-            print(f"pinnfast: error: {exc}", file=sys.stderr)
-            return 2
-        except _Interrupted as exc:
-            print(f"pinnfast: {exc}", file=sys.stderr)
-            return INTERRUPTED
-        except KeyboardInterrupt:
-            print("pinnfast: interrupted", file=sys.stderr)
-            return INTERRUPTED
-        except OSError as exc:  # a path the system refuses: permissions, a full disk, a file where a folder goes
-            where = f"{exc.filename}: " if exc.filename else ""
-            print(f"pinnfast: error: {where}{exc.strerror or exc}", file=sys.stderr)
-            return 2
-    return 0
+        warnings.simplefilter("always" if ranks.main else "ignore", PinnfastWarning)
+        code, message = _command(args, ranks)
+        if message is not None and ranks.main:
+            print(message, file=sys.stderr)
+    return code
+
+
+def _command(args, ranks):
+    """Run the command: its exit code, and the line that says why it stopped (None when it did not)."""
+    try:
+        if ranks.world > 1 and args.command not in DISTRIBUTED:
+            raise PinnfastError(f"{args.command} runs in one process; start it without torchrun")
+        nproc = getattr(args, "nproc", None)
+        if nproc is not None and nproc != ranks.world:
+            raise PinnfastError(f"--nproc {nproc}, but torchrun started {ranks.world} processes; leave --nproc out "
+                                "under torchrun")
+        {"make-data": _make_data, "infer": _infer, "predict": _predict, "residual-field": _residual_field,
+         "reproduce": _reproduce, "diagnose": _diagnose}[args.command](args)
+    except TrainingDiverged as exc:
+        return 3, f"pinnfast: {exc}"
+    except PinnfastError as exc:
+        return 2, f"pinnfast: error: {exc}"
+    except _Interrupted as exc:
+        return INTERRUPTED, f"pinnfast: {exc}"
+    except KeyboardInterrupt:
+        return INTERRUPTED, "pinnfast: interrupted"
+    except OSError as exc:  # a path the system refuses: permissions, a full disk, a file where a folder goes
+        where = f"{exc.filename}: " if exc.filename else ""
+        return 2, f"pinnfast: error: {where}{exc.strerror or exc}"
+    return 0, None
+
+
+@contextlib.contextmanager
+def _speaking(main):
+    """Rank 0 speaks for the run: another rank's printed output is dropped (its notes and errors too, by the
+    caller); every rank reads the same input, so rank 0 meets the same problems."""
+    if main:
+        yield
+        return
+    with open(os.devnull, "w") as devnull, contextlib.redirect_stdout(devnull):
+        yield
 
 
 if __name__ == "__main__":

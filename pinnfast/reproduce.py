@@ -20,6 +20,7 @@ import torch
 
 from .burgers import exact_solution, make_observations
 from .data import save_observations
+from .distributed import Ranks
 from .errors import PinnfastError
 from .runfolder import DIAGNOSE_NPZ, check_claimable
 from .trainer import MODELS, TrainConfig, Trainer
@@ -99,12 +100,11 @@ def reproduce(problem_name, models, out_dir, steps=None, device="auto", seed=0, 
             settings["keep_checkpoints"] = keep_checkpoints or ()
             plan.append((label, out_dir / problem_name / folder, settings))
             check_claimable(plan[-1][1], overwrite)
-    observations, data_path = None, None
+    observations, data_path, ranks = None, None, Ranks()
     if burgers:  # written beside the runs, so that `pinnfast infer --resume` can continue each of them
         observations = make_observations(BURGERS_NU, 2000, seed=seed)
         data_path = out_dir / problem_name / "observations.npz"
-        data_path.parent.mkdir(parents=True, exist_ok=True)
-        save_observations(data_path, observations)
+        ranks.on_main(lambda: _write_observations(data_path, observations))
     rows, fields, runs = [], {}, {}
     for label, folder, settings in plan:
         runs[label] = folder
@@ -120,6 +120,8 @@ def reproduce(problem_name, models, out_dir, steps=None, device="auto", seed=0, 
                        nu_rel_error=result["nu_error"])
         rows.append(row)
         fields[label] = (prediction.reshape(GRID, GRID), exact.reshape(GRID, GRID), axes)
+    if not ranks.main:  # rank 0 writes for a run of several processes
+        return rows
     (out_dir / f"{problem_name}_table.json").write_text(json.dumps(rows, indent=2) + "\n")
     (out_dir / f"{problem_name}_table.md").write_text(table_markdown(problem_name, rows))
     plot_reproduce_fields(problem_name, fields, out_dir / f"{problem_name}_fields.png")
@@ -176,6 +178,11 @@ def diagnose_markdown(problem_name, diagnosed, seed):
                            if s["step"] in at)
         lines += ["", f"σ_max({m1}) / σ_max({m3}): {ratios}"]
     return "\n".join(lines) + "\n"
+
+
+def _write_observations(path, observations):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_observations(path, observations)
 
 
 def table_markdown(problem_name, rows):

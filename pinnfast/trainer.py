@@ -3,6 +3,8 @@
 The default problem is the 2D Burgers inverse problem; ``helmholtz`` and ``klein-gordon`` are the paper's forward
 problems. Each step the problem draws a fresh batch (collocation, boundary, observation points) from one seeded
 generator, so a run resumed from a checkpoint repeats the uninterrupted run exactly.
+Under torchrun the run is data-parallel (:mod:`pinnfast.distributed`): each rank draws its own batch from its own
+stream, gradients are averaged over the ranks, and rank 0 writes the run folder.
 Metrics stay on the device and reach the host (CSV, NaN check, checkpoint) every ``checkpoint_every`` steps; with
 annealing (M2, M4) they include the imbalance ratio max|∇L_r| / mean|∇L_i| at every annealing step (nan between).
 Checkpoints at the ``keep_checkpoints`` steps are kept apart, for ``pinnfast diagnose``.
@@ -23,6 +25,7 @@ from ._version import __version__
 from .annealing import Annealing, FixedWeights
 from .burgers import BurgersInverse
 from .data import check_spread, load_observations, observations_sha256, validate_observations
+from .distributed import Ranks, local_device
 from .errors import PinnfastError, PinnfastWarning
 from .models import MLP, ModifiedMLP
 from .problems import Helmholtz, KleinGordon
@@ -135,7 +138,7 @@ def resolve_device(device):
         device = "cuda" if torch.cuda.is_available() else "cpu"
         if device == "cpu":
             print("pinnfast: no GPU found, running on the CPU")
-    return torch.device(device)
+    return local_device(torch.device(device))
 
 
 def resolve_backend(config, device):
@@ -206,6 +209,7 @@ class Trainer:
             config.max_steps = 3 * config.steps  # fixed now: the target grows when ν is still moving
         self.config, self.out_dir, self.device = config, Path(out_dir), resolve_device(device)
         self.overwrite, self.nu_true = overwrite, nu_true
+        self.ranks = Ranks()
         torch.manual_seed(config.seed)
         source = str(data_path) if data_path is not None else "observations"
         self.data = None
@@ -217,6 +221,7 @@ class Trainer:
         self.problem.backend = self.backend = resolve_backend(config, self.device)
         self.named_params = list(self.problem.network.named_parameters())
         self.physical = self.problem.physical()
+        self.params = [p for _, p in self.named_params] + self.physical
         groups = [{"params": [p for _, p in self.named_params], "lr": config.lr}]
         if self.physical:
             groups.append({"params": self.physical, "lr": config.nu_lr, "betas": (0.9, config.nu_beta2)})
@@ -231,7 +236,7 @@ class Trainer:
             self.selected = self.weights.selected(self.named_params)
         else:
             self.weights = FixedWeights(n_terms, self.device, members=config.members)
-        self.generator = torch.Generator(self.device).manual_seed(config.seed)
+        self.generator = torch.Generator(self.device).manual_seed(self.ranks.seed(config.seed))
         self.step, self.seconds, self.checkpoint_step = 0, 0.0, None
         names = self.problem.term_names
         self.imbalance_names = [f"imbalance_{n}" for n in names] if MODELS[config.model][1] else []
@@ -249,6 +254,7 @@ class Trainer:
             imbalance = self._annealed_gradients(loss_r, terms)
         else:
             (loss_r.sum() + (lam * terms).sum()).backward()  # members are independent: one backward for all
+            self.ranks.average([p.grad for p in self.params])
         if self.step < self.config.nu_warmup:
             for p in self.physical:
                 p.grad = None  # physical parameters wait until the network has roughly fitted the data
@@ -267,10 +273,13 @@ class Trainer:
 
     def _annealed_gradients(self, loss_r, terms):
         """∇L_r and each ∇L_i by separate reverse passes: they feed Algorithm 1 and then form
-        ∇L = ∇L_r + Σ λ_i ∇L_i without a further pass. Returns the imbalance ratio of Algorithm 1."""
-        params = [p for _, p in self.named_params] + self.physical
+        ∇L = ∇L_r + Σ λ_i ∇L_i without a further pass. With several ranks both are averaged over the ranks first,
+        so that λ is that of the union of their batches, the same on every rank. Returns the imbalance ratio of
+        Algorithm 1."""
+        params = self.params
         grad_r = _grads(loss_r.sum(), params, retain_graph=True)
         grad_terms = [_grads(term.sum(), params, retain_graph=k + 1 < len(terms)) for k, term in enumerate(terms)]
+        self.ranks.average([*grad_r, *(g for grads in grad_terms for g in grads)])
         imbalance = self.weights.update([grad_r[k] for k in self.selected],
                                         [[grads[k] for k in self.selected] for grads in grad_terms])
         lam = self.weights.lambdas
@@ -286,19 +295,15 @@ class Trainer:
     def run(self, progress=True):
         """Train up to ``config.steps``, checkpointing; returns :meth:`result`. A finished run writes nothing."""
         if self.finished:
-            return self.result()
-        if self.checkpoint_step is None:
-            claim_empty(self.out_dir, self.overwrite)
-        else:  # resumed: drop rows written after the checkpoint (a diverged tail), refuse another run's CSV
-            cut_metrics_at(self.out_dir, self.metric_names, self.checkpoint_step)
-            (self.out_dir / RESULT).unlink(missing_ok=True)  # it described the run at an earlier step
+            return self.ranks.on_main(self.result)
+        self.ranks.on_main(self._claim_folder)
         if self.physical:
             self._warn_if_short()
         pending, seconds_before, started = [], self.seconds, time.perf_counter()
         keep = set(self.config.keep_checkpoints)
         if self.step in keep:  # step 0: the initial network
             self.save_checkpoint(kept=True)
-        with _progress_bar(self.config.steps, self.step, progress) as bar:
+        with _progress_bar(self.config.steps, self.step, progress and self.ranks.main) as bar:
             while self.step < self.config.steps:
                 pending.append(self.train_step())
                 if self.step in keep:
@@ -312,12 +317,21 @@ class Trainer:
                                          if name in ("loss", "nu")})
                     pending = []
                     if self.step == self.config.steps:  # the loop ends here unless ν still moves
-                        result = self.result()
+                        result = self.ranks.on_main(self.result)  # from rank 0's metrics, for every rank
                         if self._extend(result) and bar is not None:
                             bar.total = self.config.steps
         if result.get("nu_warning"):
             warnings.warn(result["nu_warning"], PinnfastWarning)
         return result
+
+    def _claim_folder(self):
+        """A new run takes an empty folder; a resumed one drops the rows written after its checkpoint (a diverged
+        tail) and refuses another run's CSV."""
+        if self.checkpoint_step is None:
+            claim_empty(self.out_dir, self.overwrite)
+        else:
+            cut_metrics_at(self.out_dir, self.metric_names, self.checkpoint_step)
+            (self.out_dir / RESULT).unlink(missing_ok=True)  # it described the run at an earlier step
 
     def _extend(self, result):
         """At the target (``result`` there), while ν still moves and the cap allows: raise the target by half
@@ -352,7 +366,7 @@ class Trainer:
         table = metrics_table(self.out_dir) if self.step > 0 else None
         result = {"problem": self.config.problem, "model": self.config.model, "steps": self.step,
                   "target_steps": self.config.steps, "seconds": self.seconds, "device": str(self.device),
-                  "backend": self.backend}
+                  "backend": self.backend, "world_size": self.ranks.world}
         if self.physical:
             trained = table[table["step"] > self.config.nu_warmup] if table is not None else []
             window = trained[-self.config.average_last:]
@@ -410,33 +424,41 @@ class Trainer:
                 f"{' or '.join(advice)}")
 
     def _flush(self, pending):
-        """Bring buffered metrics to the host: stop on a non-finite loss, else append the CSV and checkpoint."""
+        """Bring buffered metrics to the host: stop on a non-finite loss, else append the CSV and checkpoint. The
+        losses are the means over the ranks' batches (λ and ν are the same on every rank)."""
         first = self.step - len(pending) + 1
-        values = torch.stack([metrics for metrics, _ in pending]).cpu().double().numpy()
+        values = torch.stack([metrics for metrics, _ in pending])
+        self.ranks.average([values[:, :2 + len(self.problem.term_names)]])
+        values = values.cpu().double().numpy()
         rows = [[first + k, *row, lr] for k, (row, (_, lr)) in enumerate(zip(values.tolist(), pending))]
         checked = [k for k, name in enumerate(self.metric_names) if name not in ("step", *self.imbalance_names)]
         bad = next((row for row in rows if not all(math.isfinite(row[k]) for k in checked)), None)
         if bad is not None:
-            append_metrics(self.out_dir, self.metric_names, rows[:rows.index(bad) + 1])
+            if self.ranks.main:
+                append_metrics(self.out_dir, self.metric_names, rows[:rows.index(bad) + 1])
             kept = (f"the last good checkpoint (step {self.checkpoint_step}) is kept in {self.out_dir / CHECKPOINT}"
                     if self.checkpoint_step is not None else "no checkpoint had been written yet")
             values = ", ".join(f"{n}={v}" for n, v in zip(self.metric_names, bad) if n in self.problem.logged())
             raise TrainingDiverged(f"training stopped: non-finite loss at step {bad[0]} (loss={bad[1]}"
                                    f"{', ' + values if values else ''}); {kept}")
-        append_metrics(self.out_dir, self.metric_names, rows)
+        if self.ranks.main:
+            append_metrics(self.out_dir, self.metric_names, rows)
         self.save_checkpoint()
         return rows
 
     # ----------------------------------------------------------------- checkpoints
     def save_checkpoint(self, kept=False):
-        """Write the checkpoint the run resumes from, or (``kept``) the copy kept at this step."""
-        save_checkpoint(self.out_dir, {
-            "config": dataclasses.asdict(self.config), "step": self.step, "seconds": self.seconds,
-            "problem": self.problem.state_dict(), "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(), "weights": self.weights.state_dict(),
-            "generator": self.generator.get_state(), "device_type": self.device.type, "data": self.data,
-            "nu_true": self.nu_true, "version": __version__,
-        }, self.step if kept else None)
+        """Rank 0 writes the checkpoint the run resumes from, or (``kept``) the copy kept at this step, with every
+        rank's random stream (``generators``, in rank order)."""
+        generators = self.ranks.gather(self.generator.get_state())
+        if self.ranks.main:
+            save_checkpoint(self.out_dir, {
+                "config": dataclasses.asdict(self.config), "step": self.step, "seconds": self.seconds,
+                "problem": self.problem.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(), "weights": self.weights.state_dict(),
+                "generators": generators, "world_size": self.ranks.world, "device_type": self.device.type,
+                "data": self.data, "nu_true": self.nu_true, "version": __version__,
+            }, self.step if kept else None)
         if not kept:
             self.checkpoint_step = self.step
 
@@ -446,11 +468,17 @@ class Trainer:
         """Continue the run saved in ``out_dir`` with its own config; ``steps`` may raise its target.
 
         ``observations=None`` reads the run's own data file again; other observations than the run's are refused.
+        A run of K processes resumes on K processes (each continues its own random stream).
         """
         state = load_checkpoint(out_dir)
         if "version" not in state:
             raise PinnfastError(f"{out_dir}: the checkpoint was written by pinnfast 0.1, which did not record the "
                                 "run's data, so a resume cannot check it; start a new run")
+        world, ranks = state.get("world_size", 1), Ranks()
+        if world != ranks.world:
+            how = f"torchrun --nproc_per_node {world}, or --nproc {world}" if world > 1 else "without torchrun"
+            raise PinnfastError(f"the run in {out_dir} was trained by {world} process(es), not {ranks.world}: resume "
+                                f"it on {world} ({how}), each process continuing its own random stream")
         config = TrainConfig(**state["config"])
         config.steps = resume_target(state, steps, out_dir)
         if config.max_steps is not None and config.max_steps < config.steps:
@@ -477,7 +505,8 @@ class Trainer:
         trainer.optimizer.load_state_dict(state["optimizer"])
         trainer.scheduler.load_state_dict(state["scheduler"])
         trainer.weights.load_state_dict(state["weights"])
-        trainer.generator.set_state(state["generator"])
+        generators = state["generators"] if "generators" in state else [state["generator"]]  # older: one stream
+        trainer.generator.set_state(generators[trainer.ranks.rank])
         trainer.step, trainer.seconds = state["step"], state["seconds"]
         trainer.checkpoint_step = trainer.step
         older = [name for name in trainer.metric_names if name not in trainer.imbalance_names]

@@ -28,6 +28,9 @@ def test_chunked_fields_match_reference(backend, rng):
         assert relative_error(fields[:, c], expected[:, c]) <= 1e-4
     norms = pf.evaluate_residuals(model, x, 0.03, chunk_size=16, output="squared_norm", backend=backend)
     assert torch.allclose(norms, fields[:, 2:].square().sum(1), rtol=1e-5, atol=1e-12)
+    total = pf.evaluate_residuals(model, x, 0.03, chunk_size=16, output="total", backend=backend)
+    assert total.shape == () and total.dtype == torch.float64
+    assert abs(total.item() / expected[:, 2:].double().square().sum().item() - 1) <= 1e-4
 
 
 def test_generated_points_are_streamed_in_bounded_chunks(monkeypatch):
