@@ -120,8 +120,8 @@ def reproduce(problem_name, models, out_dir, steps=None, device="auto", seed=0, 
                        nu_rel_error=result["nu_error"])
         rows.append(row)
         fields[label] = (prediction.reshape(GRID, GRID), exact.reshape(GRID, GRID), axes)
-    if not ranks.main:  # rank 0 writes for a run of several processes
-        return rows
+    if not ranks.main:  # rank 0 writes (and diagnoses) for a run of several processes
+        return rows, {}
     (out_dir / f"{problem_name}_table.json").write_text(json.dumps(rows, indent=2) + "\n")
     (out_dir / f"{problem_name}_table.md").write_text(table_markdown(problem_name, rows))
     plot_reproduce_fields(problem_name, fields, out_dir / f"{problem_name}_fields.png")
