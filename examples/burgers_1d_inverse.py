@@ -12,10 +12,13 @@ Cole–Hopf formula by quadrature, clean or with 1 % noise (σ = 0.01 · std(u))
     pinnfast train --problem examples/burgers_1d_inverse.py:make_problem --data my.npz --out runs/mine  # x, t, u
 """
 import argparse
+from pathlib import Path
 
 import numpy as np
 
 import pinnfast as pf
+from pinnfast.plots import plot_training
+from pinnfast.runfolder import write_result
 
 NU = 0.01 / np.pi  # the true λ2
 SETTINGS = dict(width=32, depth=3, steps=10000)  # `python examples/burgers_1d_inverse.py` trains with these
@@ -69,6 +72,8 @@ if __name__ == "__main__":
     args = parser.parse_args()
     config = pf.TrainConfig(**dict(SETTINGS, steps=args.steps))
     result = pf.Trainer(make_problem(noise=args.noise), config, args.out, overwrite=True).run()
+    write_result(args.out, result)  # the run folder of `pinnfast train`: result.json and training.png too
+    plot_training(Path(args.out) / "metrics.csv", Path(args.out) / "training.png", result)
     for name in ("lambda1", "lambda2"):
         print(f"{name} = {result[name]:.6g} (true {result[name + '_true']:.6g}): error "
               f"{100 * result[name + '_error']:+.3f} %")

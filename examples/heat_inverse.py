@@ -9,10 +9,13 @@ with true κ = 0.02. The data are the exact solution at 500 random points (clean
     pinnfast train --problem examples/heat_inverse.py:make_problem --out runs/heat
 """
 import argparse
+from pathlib import Path
 
 import numpy as np
 
 import pinnfast as pf
+from pinnfast.plots import plot_training
+from pinnfast.runfolder import write_result
 
 KAPPA = 0.02
 SETTINGS = dict(width=32, depth=3, steps=5000)  # `python examples/heat_inverse.py` trains with these
@@ -49,5 +52,7 @@ if __name__ == "__main__":
     args = parser.parse_args()
     config = pf.TrainConfig(**dict(SETTINGS, steps=args.steps))
     result = pf.Trainer(make_problem(noise=args.noise), config, args.out, overwrite=True).run()
+    write_result(args.out, result)  # the run folder of `pinnfast train`: result.json and training.png too
+    plot_training(Path(args.out) / "metrics.csv", Path(args.out) / "training.png", result)
     print(f"kappa = {result['kappa']:.6g} (true {KAPPA}): error {100 * result['kappa_error']:+.3f} %")
     print(f"{result['steps']} steps in {result['seconds']:.0f} s on {result['device']}; run folder {args.out}")

@@ -200,13 +200,9 @@ class Expression:
             return torch.full((STAND_INS,), 0.5, dtype=torch.float64)
 
         stand_ins = {name: torch.tensor(float(unknowns[name].init), dtype=torch.float64) for name in self.takes}
-        self.n_parts = len(self(Derivatives(record), stand_ins, check=True))
+        self(Derivatives(record), stand_ins, check=True)
         self.spec = JetSpec(tuple(sorted({i for kind, _, i in used if kind == "first"})),
                             tuple(sorted({i for kind, _, i in used if kind == "second"})))
-
-    @property
-    def needs_jets(self):
-        return bool(self.spec.first or self.spec.second)
 
     def __call__(self, d, unknowns, check=False):
         """The function's parts (one tensor per equation) at the named values ``d``."""
@@ -216,12 +212,12 @@ class Expression:
             for part in parts:
                 if not torch.is_tensor(part) or part.shape != (STAND_INS,):
                     got = f"shape {tuple(part.shape)}" if torch.is_tensor(part) else type(part).__name__
-                    raise PinnfastError(f"{user_cap(self.user)} must return one value per point (a tensor shaped "
+                    raise PinnfastError(f"{_capitalised(self.user)} must return one value per point (a tensor shaped "
                                         f"like d.x, or a tuple of them), got {got}")
         return parts
 
 
-def user_cap(text):
+def _capitalised(text):
     return text[:1].upper() + text[1:]
 
 
@@ -319,8 +315,8 @@ class PDE:
         both = set(self.inputs) & set(self.outputs)
         if both:
             raise PinnfastError(f"{', '.join(sorted(both))} cannot be both an input and an output")
-        if not isinstance(name, str) or not name or ":" in name:
-            raise PinnfastError(f"the problem's name must be a non-empty text without ':', got {name!r}")
+        if not isinstance(name, str) or not name:
+            raise PinnfastError(f"the problem's name must be a non-empty text, got {name!r}")
         self.name, self.factory = name, None
         self.channels = Channels(self.inputs, self.outputs)
         self.unknowns = {}
@@ -333,7 +329,8 @@ class PDE:
         for key, condition in dict(conditions or {}).items():
             _metric_name(key, "condition")
             if key in RESERVED_TERMS:
-                raise PinnfastError(f"condition {key!r}: the name is taken ({', '.join(RESERVED_TERMS)}); choose another")
+                raise PinnfastError(f"condition {key!r}: the name is taken ({', '.join(RESERVED_TERMS)}); choose "
+                                    "another")
             self.conditions[key] = Term(key, condition, self)
         used = set(self.residual.takes).union(*(term.equation.takes for term in self.conditions.values()
                                                 if term.equation is not None))
@@ -534,6 +531,6 @@ def _box(box, pde):
     lo, hi = points.min(0), points.max(0)
     for k, name in enumerate(pde.inputs):
         if not hi[k] > lo[k]:
-            raise PinnfastError(f"every fixed point has {name} = {lo[k]!r}; the points must span a range in each "
-                                "input (they define the box), or give box=(lo, hi)")
+            raise PinnfastError(f"every fixed point has {name} = {float(lo[k])!r}; the points must span a range in "
+                                "each input (they define the box), or give box=(lo, hi)")
     return lo, hi

@@ -1,8 +1,9 @@
 """Training: M1–M4 on any :class:`~pinnfast.problems.Problem`, Adam with exponential decay, checkpoints, resume.
 
 The problem is a user's :class:`~pinnfast.pde.PDE`, or one built in by name: the 2D Burgers inverse problem (the
-default), or the paper's forward problems ``helmholtz`` and ``klein-gordon``. Each step the problem draws a fresh batch (collocation, boundary, observation points) from one seeded
-generator, so a run resumed from a checkpoint repeats the uninterrupted run exactly.
+default), or the paper's forward problems ``helmholtz`` and ``klein-gordon``. Each step the problem draws a fresh
+batch (collocation, boundary, observation points) from one seeded generator, so a run resumed from a checkpoint
+repeats the uninterrupted run exactly.
 Metrics stay on the device and reach the host (CSV, NaN check, checkpoint) every ``checkpoint_every`` steps.
 """
 import contextlib
@@ -176,6 +177,9 @@ class Trainer:
         config = dataclasses.replace(config)  # the run's own copy: its target may grow (max_steps)
         declared = isinstance(observations, PDE)
         if declared:
+            if observations.name in PROBLEMS:  # a resume would take it for the built-in one
+                raise PinnfastError(f"the name {observations.name!r} is a built-in problem's; give your PDE another "
+                                    "name")
             config.problem = observations.name
         config.validate()
         if config.max_steps is None:
@@ -305,8 +309,8 @@ class Trainer:
             return False
         before = self.config.steps
         self.config.steps = min(self.config.max_steps, before + max(1, before // 2))
-        warnings.warn(f"{symbol(name)} is still moving at step {before} ({100 * drift:+.2g} % between the halves of its "
-                      f"averaging window): training on to step {self.config.steps} (at most "
+        warnings.warn(f"{symbol(name)} is still moving at step {before} ({100 * drift:+.2g} % between the halves of "
+                      f"its averaging window): training on to step {self.config.steps} (at most "
                       f"{self.config.max_steps}, --max-steps)", PinnfastWarning)
         self.save_checkpoint()
         return True

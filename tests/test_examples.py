@@ -49,4 +49,5 @@ def test_example_runs_a_few_steps(script, unknowns, tmp_path):
     lines = result.stdout.strip().splitlines()[-len(unknowns) - 1:]  # after the device note
     assert [line.split(" = ")[0] for line in lines[:-1]] == list(unknowns)
     assert all("error" in line for line in lines[:-1]) and lines[-1].startswith("4 steps in")
-    assert (tmp_path / "run" / "checkpoint.pt").exists()
+    for name in ("checkpoint.pt", "metrics.csv", "result.json", "training.png"):  # the run folder of `train`
+        assert (tmp_path / "run" / name).exists(), name

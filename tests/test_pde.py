@@ -169,6 +169,10 @@ def test_a_declared_problem_trains_resumes_and_loads(tmp_path):
         assert torch.equal(p, q), name
     run = pf.load_run(tmp_path / "a", pde=_sine_heat())  # no result.json (the CLI writes it): the last iterate
     assert run.unknowns == {"kappa": pytest.approx(straight.problem.value("kappa").item())} and run.nu is None
+    built_in = _sine_heat()
+    built_in.name = "burgers"  # a resume would take it for the built-in problem
+    with pytest.raises(pf.PinnfastError, match="'burgers' is a built-in problem's; give your PDE another name"):
+        pf.Trainer(built_in, pf.TrainConfig(steps=2, **config), tmp_path / "c", "cpu")
 
 
 def test_declared_ensemble_has_one_unknown_per_member(tmp_path):
