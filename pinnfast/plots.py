@@ -137,7 +137,8 @@ def plot_training(metrics_csv, png_path, summary=None):
     names = table.dtype.names
     steps = np.asarray(table["step"], dtype=float)
     unknowns = _unknown_columns(names)
-    fig, axes = plt.subplot_mosaic([["loss", "lambda"]] + [[name, name] for name in unknowns],
+    panels = {name: f"unknown {name}" for name in unknowns}  # apart from the "loss" and "lambda" panels
+    fig, axes = plt.subplot_mosaic([["loss", "lambda"]] + [[panels[name]] * 2 for name in unknowns],
                                    figsize=(11, 4.2 + 4 * len(unknowns)),
                                    height_ratios=[1] + [1.25] * len(unknowns), layout="constrained")
 
@@ -158,7 +159,7 @@ def plot_training(metrics_csv, png_path, summary=None):
 
     for name in unknowns:
         members = [_finite(table[n]) for n in names if _member_of(n, name)]
-        _plot_nu(axes[name], steps, _finite(table[name]), summary, members, name)
+        _plot_nu(axes[panels[name]], steps, _finite(table[name]), summary, members, name)
     for ax in axes.values():
         _tidy_axes(ax)
     fig.suptitle(_training_title(metrics_csv, summary, unknowns), fontsize=12)

@@ -285,7 +285,7 @@ class Trainer:
                     if bar is not None:
                         bar.update(len(rows))
                         bar.set_postfix({name: f"{value:.4g}" for name, value in zip(self.metric_names, rows[-1])
-                                         if name in ("loss", "nu")})
+                                         if name == "loss" or name in self.unknowns})
                     pending = []
                     if self.step == self.config.steps:  # the loop ends here unless ν still moves
                         result = self.result()
