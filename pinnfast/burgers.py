@@ -4,26 +4,29 @@
     r_v = v_t + u v_x + v v_y − ν (v_xx + v_yy)
 Inputs are ordered (x, y, t) and outputs (u, v).
 """
-import math
-
 import numpy as np
 import torch
-from torch import nn
 
 from .errors import PinnfastError
-from .jets import taylor_jets
-from .problems import FunctionModule, Problem, uniform
+from .jets import JetSpec, taylor_jets
+from .pde import PDE, Channels, Condition, Unknown, at_points
+from .problems import FunctionModule, PDEProblem
 
-# Jet channels used for Burgers: first = (∂x, ∂y, ∂t), second = (∂xx, ∂yy).
+# Jet channels used for Burgers: first = (∂x, ∂y, ∂t), second = (∂xx, ∂yy); the declared residual asks for these.
 FIRST, SECOND = (0, 1, 2), (0, 1)
+INPUTS, OUTPUTS = ("x", "y", "t"), ("u", "v")
+CHANNELS = Channels(INPUTS, OUTPUTS)
+
+
+def burgers_residual(d, nu):
+    """``(r_u, r_v)`` on named derivatives: the one definition of the Burgers residual (MATH.md)."""
+    return (d.u_t + d.u * d.u_x + d.v * d.u_y - nu * (d.u_xx + d.u_yy),
+            d.v_t + d.u * d.v_x + d.v * d.v_y - nu * (d.v_xx + d.v_yy))
 
 
 def residuals_from_jets(jets, nu):
-    """``(r_u, r_v)`` as an ``(N, 2)`` tensor from jets of shape ``(6, N, 2)`` laid out as FIRST, SECOND (an
-    ensemble's: ``(K, N, 2)`` from ``(6, K, N, 2)``, with ν of shape ``(K, 1, 1)``)."""
-    value, d_x, d_y, d_t, d_xx, d_yy = jets
-    u, v = value[..., 0:1], value[..., 1:2]
-    return d_t + u * d_x + v * d_y - nu * (d_xx + d_yy)
+    """``(r_u, r_v)`` as an ``(N, 2)`` tensor from jets of shape ``(6, N, 2)`` laid out as FIRST, SECOND."""
+    return torch.stack(burgers_residual(at_points(CHANNELS, None, jets, JetSpec(FIRST, SECOND)), nu), -1)
 
 
 def burgers_residuals(model, x, nu, backend="torch", **options):
@@ -32,84 +35,43 @@ def burgers_residuals(model, x, nu, backend="torch", **options):
     return residuals_from_jets(jets, nu), jets[0]
 
 
-class BurgersInverse(Problem):
-    """Burgers with unknown viscosity: a network for (u, v), ν learned as ``log ν`` (stays positive), and the
-    observations. Each batch: ``n_collocation`` uniform points in the box and ``batch_size`` observations
-    (all of them when there are fewer).
+class BurgersInverse(PDEProblem):
+    """Burgers with unknown viscosity, declared as a :class:`~pinnfast.pde.PDE`: a network for (u, v), ν learned as
+    ``log ν`` (stays positive), and the observations as the data term ``d``. Each batch: ``n_collocation``
+    uniform points in the box and ``batch_size`` observations (all of them when there are fewer).
 
     An ensemble network (``members=K``) gets one ν per member, its own collocation points, and its own bootstrap
     resample of the observations (drawn once from ``bootstrap_seed``), so that the members' spread of ν measures
-    how well these data determine ν. Losses are then per member, shape ``(K,)``."""
-
-    term_names = ("d",)
-    in_dim, out_dim = 3, 2
+    how well these data determine ν. Losses are then per member, shape ``(K,)``. Without observations the problem
+    only evaluates a trained network."""
 
     def __init__(self, network, nu_init, observed_x=None, observed_uv=None, box=None, n_collocation=512,
                  batch_size=512, bootstrap_seed=0):
         box = box if box is not None else ((0.0, 0.0, 0.0), (1.0, 1.0, 1.0))
-        super().__init__(network, box[0], box[1])
-        if not nu_init > 0 or not math.isfinite(nu_init):
-            raise PinnfastError(f"the initial viscosity must be a positive number, got {nu_init}")
-        self.members = network.members
-        shape = () if self.members is None else (self.members,)
-        self.log_nu = nn.Parameter(torch.full(shape, math.log(nu_init)))
-        if self.members is not None and observed_x is not None:
-            resample = torch.Generator().manual_seed(bootstrap_seed)
-            index = torch.randint(observed_x.shape[0], (self.members, observed_x.shape[0]), generator=resample)
-            observed_x, observed_uv = observed_x[index], observed_uv[index]  # (K, n, ·)
-        self.register_buffer("observed_x", observed_x, persistent=False)
-        self.register_buffer("observed_uv", observed_uv, persistent=False)
-        self.n_collocation, self.batch_size = n_collocation, batch_size
+        data = {} if observed_x is None else {"d": Condition(observed_x, values=observed_uv)}
+        pde = PDE(INPUTS, OUTPUTS, burgers_residual, unknowns={"nu": Unknown(nu_init, positive=True)},
+                  conditions=data, box=box, name="burgers")
+        super().__init__(pde, network, n_collocation, batch_size, bootstrap_seed)
 
     @property
     def nu(self):
-        return self.log_nu.exp()
+        return self.value("nu")
 
-    def physical(self):
-        return [self.log_nu]
+    @property
+    def observed_x(self):
+        return getattr(self, "points_d", None)
 
-    def logged(self):
-        if self.members is None:
-            return {"nu": self.nu.detach()}
-        nu = self.nu.detach()
-        return {"nu": nu.mean(), **{f"nu_{k}": nu[k] for k in range(self.members)}}
+    @property
+    def observed_uv(self):
+        return getattr(self, "values_d", None)
 
-    def sample(self, generator):
-        lead = () if self.members is None else (self.members,)
-        collocation = uniform(generator, math.prod(lead) * self.n_collocation, self.lo, self.hi)
-        collocation = collocation.reshape(*lead, self.n_collocation, 3)
-        n_obs = self.observed_x.shape[-2]
-        if self.batch_size >= n_obs:
-            return {"collocation": collocation, "x": self.observed_x, "uv": self.observed_uv}
-        index = torch.randint(n_obs, (*lead, self.batch_size), generator=generator, device=self.observed_x.device)
-        if self.members is None:
-            return {"collocation": collocation, "x": self.observed_x[index], "uv": self.observed_uv[index]}
-        rows = torch.arange(self.members, device=index.device)[:, None]
-        return {"collocation": collocation, "x": self.observed_x[rows, index], "uv": self.observed_uv[rows, index]}
+    def residual_loss(self, x, unknowns):
+        """On the triton backend, ``L_r`` and its gradients to the network and ν come from one fused launch."""
+        if self.backend != "triton":
+            return super().residual_loss(x, unknowns)
+        from .kernels import burgers_loss
 
-    def data_fit(self, chunk=1 << 16):
-        """Root-mean-square misfit of u and v over all observations (chunked: observation sets may be large);
-        an ensemble's over its members' own resamples."""
-        if self.observed_x is None:
-            return {}
-        squares = sum((self.network(x) - uv).square().flatten(0, -2).sum(0) for x, uv in
-                      zip(self.observed_x.split(chunk, -2), self.observed_uv.split(chunk, -2)))
-        rmse = (squares / self.observed_x.shape[:-1].numel()).sqrt().tolist()
-        return {"rmse_u": rmse[0], "rmse_v": rmse[1]}
-
-    def losses(self, batch):
-        """``L_r = mean(r_u²) + mean(r_v²)`` at the collocation points and ``L_d = mean(|uv − uv_obs|²)``
-        (per member for an ensemble)."""
-        if self.backend == "triton":  # residual loss and its gradients from one fused launch
-            from .kernels import burgers_loss
-
-            loss_r = burgers_loss(self.network, batch["collocation"], self.nu)
-        else:
-            nu = self.nu if self.members is None else self.nu[:, None, None]
-            residual, _ = burgers_residuals(self.network, batch["collocation"], nu, backend=self.backend)
-            loss_r = residual.square().mean(-2).sum(-1)
-        loss_d = (self.value(batch["x"]) - batch["uv"]).square().sum(-1).mean(-1)
-        return loss_r, [loss_d]
+        return burgers_loss(self.network, x, unknowns["nu"])
 
 
 def exact_solution(x, y, t, nu):

@@ -1,5 +1,5 @@
-"""``pinnfast`` command line: make synthetic Burgers data, infer ν from observations, use the trained run, and
-diagnose its gradients."""
+"""``pinnfast`` command line: make synthetic Burgers data, infer ν from observations, use the trained run,
+diagnose its gradients, and train a problem of your own (a pinnfast.PDE from a Python file)."""
 import argparse
 import contextlib
 import dataclasses
@@ -18,9 +18,11 @@ from .burgers import DEMO_BOX, FIELDS, BurgersInverse, make_observations
 from .data import (DEFAULT_DATA_NU, default_data_path, load_observations, load_table, parse_column_map,
                    save_observations)
 from .errors import PinnfastError, PinnfastWarning
+from .pde import from_factory, symbol
 from .runfolder import (CHECKPOINT, DIAGNOSE_JSON, DIAGNOSE_NPZ, DIAGNOSE_PNG, METRICS_CSV, PLOT, load_checkpoint,
                         write_result)
-from .trainer import BACKENDS, DEVICES, MODELS, TrainConfig, Trainer, TrainingDiverged, load_run, resume_target
+from .trainer import (BACKENDS, DEVICES, MODELS, PROBLEMS, TrainConfig, Trainer, TrainingDiverged, load_run,
+                      resume_target)
 
 DEFAULTS = TrainConfig()
 INTERRUPTED = 130  # the shell's code for a run stopped by Ctrl-C
@@ -135,60 +137,28 @@ def _parser():
                                       f"(default: the shipped example {default_data_path().name}, ν = 0.02; with "
                                       "--resume: the run's own data)")
     infer.add_argument("--columns", help="column names in the data file when they differ, e.g. x=X,y=Y,t=time")
-    infer.add_argument("--out", required=True, help="run folder (new or empty, unless --resume or --overwrite)")
-    infer.add_argument("--steps", type=_positive_int,
-                       help=f"total optimiser steps, warm-up included (default {DEFAULTS.steps}; with --resume: the "
-                            "run's own target, which --steps may raise)")
-    infer.add_argument("--model", choices=list(MODELS),
-                       help="m1 plain MLP, m2 MLP + annealing, m3 modified MLP, m4 modified MLP + annealing "
-                            f"(default {DEFAULTS.model})")
     infer.add_argument("--nu-init", type=_positive_float,
                        help=f"initial guess for ν, held for the first {DEFAULTS.nu_warmup} steps "
                             f"(default {DEFAULTS.nu_init})")
     infer.add_argument("--nu-true", type=_positive_float,
                        help="the true ν when known (synthetic data): its error is reported and plotted "
                             f"(the shipped example's, {DEFAULT_DATA_NU}, is known)")
-    infer.add_argument("--seed", type=_seed, help=f"random seed (default {DEFAULTS.seed})")
-    infer.add_argument("--width", type=_positive_int, help=f"network width (default {DEFAULTS.width})")
-    infer.add_argument("--depth", type=_positive_int,
-                       help=f"width-to-width layers of the network (default {DEFAULTS.depth})")
-    infer.add_argument("--collocation", type=_positive_int,
-                       help=f"collocation points drawn per step (default {DEFAULTS.n_collocation})")
-    infer.add_argument("--batch-size", type=_positive_int,
-                       help=f"observations per step (default {DEFAULTS.batch_size})")
-    for flag, field, kind, text in TUNING:
-        typed = dict(choices=kind) if isinstance(kind, tuple) else dict(type=kind)
-        infer.add_argument(flag, **typed, help=f"{text} (default {getattr(DEFAULTS, field)})")
-    infer.add_argument("--anneal-weighted", action="store_const", const=True,
-                       help="annealing statistic from ∇(λ_i L_i) with the current λ_i, as the authors' code (default: "
-                            "∇L_i, the paper's formula)")
-    infer.add_argument("--max-steps", type=_positive_int,
-                       help="while ν still moves at --steps (by more than --tol/4 between the halves of its averaging "
-                            "window), the target is raised by half at a time up to this many steps (default 3 × "
-                            "--steps; equal to --steps: never)")
-    infer.add_argument("--ensemble", type=_positive_int,
-                       help="train K independently initialised networks, each with its own ν, collocation points "
-                            "and bootstrap resample of the data, as one batched model, and report ν as their mean "
-                            "± spread (default 1: one network)")
-    infer.add_argument("--tol", type=_fraction,
-                       help="relative accuracy wanted of ν: a larger ensemble spread, or a drift of ν within the "
-                            "averaging window larger than a quarter of it, gives the warning that ν is not identified "
-                            f"well by the data (default {DEFAULTS.tol})")
-    infer.add_argument("--device", choices=DEVICES, default="auto",
-                       help="auto picks the GPU when there is one, else the CPU (default auto)")
-    infer.add_argument("--resume", action="store_true",
-                       help="continue the run in --out from its checkpoint, with its data and settings (options "
-                            f"that define a run, {', '.join(RUN_OPTIONS)}, must match or be left out); the "
-                            "result equals an uninterrupted run")
-    infer.add_argument("--overwrite", action="store_true",
-                       help="delete the run in --out and start a new one")
-    infer.add_argument("--keep-checkpoints", type=_steps, help=KEEP_HELP)
-    infer.add_argument("--checkpoint-every", type=_positive_int,
-                       help="steps between checkpoints, metric writes and NaN checks "
-                            f"(default {DEFAULTS.checkpoint_every})")
-    infer.add_argument("--quiet", action="store_true", help="no progress bar")
+    _run_options(infer, RUN_OPTIONS)
     _add_nproc(infer)
 
+    train = commands.add_parser("train", help="train a PINN on your own problem (a pinnfast.PDE from a Python file)",
+                                description="Train the problem that --problem returns, a pinnfast.PDE (residual, "
+                                            "unknowns, conditions), with the same trainer, annealing, run folder "
+                                            "and options as `pinnfast infer`; where the options speak of ν they "
+                                            "mean the problem's unknowns (--nu-lr: the learning rate of those that "
+                                            "set none; --nu-warmup: the steps for which all are held at their "
+                                            "init). Writes RUN_DIR/result.json, metrics.csv, training.png and "
+                                            "checkpoint.pt.")
+    train.add_argument("--problem", help="MODULE:FUNCTION or FILE.py:FUNCTION, a function returning a pinnfast.PDE, "
+                                         "e.g. examples/heat_inverse.py:make_problem (with --resume: the run's own)")
+    train.add_argument("--data", help="a data file for the problem: the function is called with its path "
+                                      "(with --resume: the run's own)")
+    _run_options(train, [flag for flag in RUN_OPTIONS if flag != "--nu-init"])
     predict = commands.add_parser("predict", help="u and v of a trained run at your points",
                                   description="Evaluate the network of a run folder at the points of a file "
                                               "(.npz or .csv with columns x, y, t) and write x, y, t, u, v.")
@@ -263,6 +233,56 @@ def _add_nproc(command):
     command.add_argument("--nproc", type=_positive_int,
                          help="run on this many processes of this machine, data-parallel (starts torchrun for you: "
                               "one process per GPU, or gloo processes on the CPU; default 1)")
+
+
+def _run_options(command, run_flags):
+    """The options a training command shares with `infer` (run folder, model, optimiser, annealing, resume);
+    ``run_flags`` are those that define its runs."""
+    command.add_argument("--out", required=True, help="run folder (new or empty, unless --resume or --overwrite)")
+    command.add_argument("--steps", type=_positive_int,
+                         help=f"total optimiser steps, warm-up included (default {DEFAULTS.steps}; with --resume: "
+                              "the run's own target, which --steps may raise)")
+    command.add_argument("--model", choices=list(MODELS),
+                         help="m1 plain MLP, m2 MLP + annealing, m3 modified MLP, m4 modified MLP + annealing "
+                              f"(default {DEFAULTS.model})")
+    command.add_argument("--seed", type=_seed, help=f"random seed (default {DEFAULTS.seed})")
+    command.add_argument("--width", type=_positive_int, help=f"network width (default {DEFAULTS.width})")
+    command.add_argument("--depth", type=_positive_int,
+                         help=f"width-to-width layers of the network (default {DEFAULTS.depth})")
+    command.add_argument("--collocation", type=_positive_int,
+                         help=f"collocation points drawn per step (default {DEFAULTS.n_collocation})")
+    command.add_argument("--batch-size", type=_positive_int,
+                         help=f"observations per step (default {DEFAULTS.batch_size})")
+    for flag, field, kind, text in TUNING:
+        typed = dict(choices=kind) if isinstance(kind, tuple) else dict(type=kind)
+        command.add_argument(flag, **typed, help=f"{text} (default {getattr(DEFAULTS, field)})")
+    command.add_argument("--anneal-weighted", action="store_const", const=True,
+                         help="annealing statistic from ∇(λ_i L_i) with the current λ_i, as the authors' code "
+                              "(default: ∇L_i, the paper's formula)")
+    command.add_argument("--max-steps", type=_positive_int,
+                         help="while ν still moves at --steps (by more than --tol/4 between the halves of its "
+                              "averaging window), the target is raised by half at a time up to this many steps "
+                              "(default 3 × --steps; equal to --steps: never)")
+    command.add_argument("--ensemble", type=_positive_int,
+                         help="train K independently initialised networks, each with its own ν, collocation points "
+                              "and bootstrap resample of the data, as one batched model, and report ν as their mean "
+                              "± spread (default 1: one network)")
+    command.add_argument("--tol", type=_fraction,
+                         help="relative accuracy wanted of ν: a larger ensemble spread, or a drift of ν within the "
+                              "averaging window larger than a quarter of it, gives the warning that ν is not "
+                              f"identified well by the data (default {DEFAULTS.tol})")
+    command.add_argument("--device", choices=DEVICES, default="auto",
+                         help="auto picks the GPU when there is one, else the CPU (default auto)")
+    command.add_argument("--resume", action="store_true",
+                         help="continue the run in --out from its checkpoint, with its data and settings (options "
+                              f"that define a run, {', '.join(run_flags)}, must match or be left out); the "
+                              "result equals an uninterrupted run")
+    command.add_argument("--overwrite", action="store_true", help="delete the run in --out and start a new one")
+    command.add_argument("--keep-checkpoints", type=_steps, help=KEEP_HELP)
+    command.add_argument("--checkpoint-every", type=_positive_int,
+                         help="steps between checkpoints, metric writes and NaN checks "
+                              f"(default {DEFAULTS.checkpoint_every})")
+    command.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def _output_file(path):
@@ -392,48 +412,84 @@ def _resume_state(args, out):
     """The checkpoint to resume, after checking that the options given can continue it."""
     if args.overwrite:
         raise PinnfastError("--resume continues the run in --out and --overwrite deletes it: choose one")
-    if args.columns and not args.data:
+    if getattr(args, "columns", None) and not args.data:
         raise PinnfastError("--columns describes a --data file; give both, or neither to use the run's own data")
     state = load_checkpoint(out)
     config = dataclasses.asdict(TrainConfig(**state["config"]))  # fields added since the run have their defaults
-    if config["problem"] != "burgers":
-        raise PinnfastError(f"{out} holds a {config['problem']} run (from `pinnfast reproduce`); `infer --resume` "
-                            "continues Burgers runs only")
+    declared = config["problem"] not in PROBLEMS
+    if args.command == "infer" and config["problem"] != "burgers":
+        origin = "`pinnfast train`; continue it with `pinnfast train --resume`" if declared else "`pinnfast reproduce`"
+        raise PinnfastError(f"{out} holds a {config['problem']} run (from {origin}); `infer --resume` continues "
+                            "Burgers runs only")
+    if args.command == "train" and not declared:
+        raise PinnfastError(f"{out} holds a {config['problem']} run; `train --resume` continues runs of problems "
+                            "declared with pinnfast.PDE (use `pinnfast infer --resume` for Burgers)")
     for flag, field in RUN_OPTIONS.items():
-        given = getattr(args, _dest(flag))
+        given = getattr(args, _dest(flag), None)
         if given is not None and given != config[field]:
             raise PinnfastError(f"{flag} {given} does not match the run in {out} ({config[field]}); leave it out to "
                                 "continue that run, or start a new one in another folder")
+    target = resume_target(state, args.steps, out)
+    if state["step"] >= target:
+        print(f"{out}: the run is complete ({state['step']} of {target} steps); nothing changed (raise --steps "
+              "to train further)")
+        return None
     return state
+
+
+def _new_config(args):
+    """The TrainConfig of a new run: the options given, defaults for the rest."""
+    given = {field: getattr(args, _dest(flag), None) for flag, field in RUN_OPTIONS.items()}
+    given.update(steps=args.steps, checkpoint_every=args.checkpoint_every, tol=args.tol, max_steps=args.max_steps,
+                 keep_checkpoints=args.keep_checkpoints)
+    return TrainConfig(**{field: value for field, value in given.items() if value is not None})
+
+
+def _resumed(trainer, args):
+    """A resumed trainer with the options that say when to write, warn and stop (not the run itself)."""
+    for name in ("checkpoint_every", "tol", "max_steps", "keep_checkpoints"):
+        if getattr(args, name) is not None:
+            setattr(trainer.config, name, getattr(args, name))
+    trainer.config.validate()
+    return trainer
 
 
 def _infer(args):
     out = Path(args.out)
-    if args.resume:
-        state = _resume_state(args, out)
-        target = resume_target(state, args.steps, out)
-        if state["step"] >= target:
-            print(f"{out}: the run is complete ({state['step']} of {target} steps); nothing changed (raise --steps "
-                  "to train further)")
-            return
+    if args.resume and _resume_state(args, out) is None:
+        return
     data = args.data or (None if args.resume else default_data_path())
     columns = parse_column_map(args.columns) if args.columns else None
     observations = load_observations(data, columns) if data is not None else None
     if args.resume:
-        trainer = Trainer.resume(observations, out, args.device, steps=args.steps, data_path=data, columns=columns,
-                                 nu_true=args.nu_true)
-        for name in ("checkpoint_every", "tol", "max_steps", "keep_checkpoints"):  # when to write, warn, stop
-            if getattr(args, name) is not None:
-                setattr(trainer.config, name, getattr(args, name))
-        trainer.config.validate()
+        trainer = _resumed(Trainer.resume(observations, out, args.device, steps=args.steps, data_path=data,
+                                          columns=columns, nu_true=args.nu_true), args)
     else:
-        given = {field: getattr(args, _dest(flag)) for flag, field in RUN_OPTIONS.items()}
-        given.update(steps=args.steps, checkpoint_every=args.checkpoint_every, tol=args.tol, max_steps=args.max_steps,
-                     keep_checkpoints=args.keep_checkpoints)
-        config = TrainConfig(**{field: value for field, value in given.items() if value is not None})
         shipped = args.data is None and args.nu_true is None
-        trainer = Trainer(observations, config, out, args.device, data_path=data, columns=columns,
+        trainer = Trainer(observations, _new_config(args), out, args.device, data_path=data, columns=columns,
                           overwrite=args.overwrite, nu_true=DEFAULT_DATA_NU if shipped else args.nu_true)
+    _train_and_report(trainer, args, out)
+
+
+def _train(args):
+    out = Path(args.out)
+    if args.resume:
+        if _resume_state(args, out) is None:
+            return
+        pde = from_factory(args.problem, args.data) if args.problem else None
+        trainer = _resumed(Trainer.resume(pde, out, args.device, steps=args.steps, data_path=args.data), args)
+    else:
+        if not args.problem:
+            raise PinnfastError("--problem is needed: MODULE:FUNCTION or FILE.py:FUNCTION, the function that returns "
+                                "your pinnfast.PDE (e.g. examples/heat_inverse.py:make_problem)")
+        trainer = Trainer(from_factory(args.problem, args.data), _new_config(args), out, args.device,
+                          data_path=args.data, overwrite=args.overwrite)
+    _train_and_report(trainer, args, out)
+
+
+def _train_and_report(trainer, args, out):
+    """Train to the target, write the result and the figure, print each learned unknown (Ctrl-C and a diverged
+    run keep their last checkpoint and plot the history so far)."""
     try:
         result = trainer.run(progress=not args.quiet)
     except (KeyboardInterrupt, TrainingDiverged) as exc:
@@ -441,17 +497,19 @@ def _infer(args):
             _plot(out, trainer.result())
         if isinstance(exc, TrainingDiverged):
             raise
-        resume = f"pinnfast infer --out {shlex.quote(str(out))} --resume"
+        resume = f"pinnfast {args.command} --out {shlex.quote(str(out))} --resume"
         if trainer.ranks.world > 1:  # a run resumes on as many processes
             resume += f" --nproc {trainer.ranks.world}"
         where = (f"the last checkpoint (step {trainer.checkpoint_step}) is in {out / CHECKPOINT}; continue with "
-                 f"`{resume}`" if trainer.checkpoint_step is not None else "no checkpoint had been written yet")
+                 f"`pinnfast {args.command} --out {shlex.quote(str(out))} --resume`"
+                 if trainer.checkpoint_step is not None else "no checkpoint had been written yet")
         raise _Interrupted(f"interrupted at step {trainer.step}; {where}") from None
     if not trainer.ranks.main:
         return
     write_result(out, result)
     _plot(out, result)
-    print(_nu_message(result) + f" after {result['steps']} steps ({result['seconds']:.1f} s); results in {out}")
+    learned = [_nu_message(result, name) for name in trainer.unknowns] or [f"loss = {result['loss']:.4g}"]
+    print("\n".join(learned) + f" after {result['steps']} steps ({result['seconds']:.1f} s); results in {out}")
 
 
 class _Interrupted(Exception):
@@ -464,21 +522,23 @@ def _plot(out, summary):
     plot_training(out / METRICS_CSV, out / PLOT, summary)
 
 
-def _nu_message(result):
-    """``nu = … ± …`` with the steps it was averaged over, or a warning that ν never left its initial value."""
-    if result["nu_window"] is None:
-        return (f"nu = {result['nu']:.6g}: ν was held at its initial value for the whole run (warm-up of "
-                f"{result['nu_warmup']} steps); train longer")
-    first, last = result["nu_window"]
-    if "nu_spread" in result:
-        text = (f"nu = {result['nu']:.6g} ± {result['nu_spread']:.2g} (mean ± std of {len(result['nu_members'])} "
-                f"ensemble members, each averaged over steps {first}–{last} after a {result['nu_warmup']}-step "
-                "warm-up)")
+def _nu_message(result, name="nu"):
+    """``nu = … ± …`` (any unknown's ``name = … ± …``) with the steps it was averaged over, or a warning that it
+    never left its initial value."""
+    warmup = result[f"{name}_warmup"]
+    if result[f"{name}_window"] is None:
+        return (f"{name} = {result[name]:.6g}: {symbol(name)} was held at its initial value for the whole run "
+                f"(warm-up of {warmup} steps); train longer")
+    first, last = result[f"{name}_window"]
+    if f"{name}_spread" in result:
+        text = (f"{name} = {result[name]:.6g} ± {result[f'{name}_spread']:.2g} (mean ± std of "
+                f"{len(result[f'{name}_members'])} ensemble members, each averaged over steps {first}–{last} after "
+                f"a {warmup}-step warm-up)")
     else:
-        text = (f"nu = {result['nu']:.6g} ± {result['nu_std']:.2g} (mean ± std over steps {first}–{last}, after "
-                f"a {result['nu_warmup']}-step warm-up; last iterate {result['nu_last']:.6g})")
-    if "nu_true" in result:
-        text += f"; true {result['nu_true']:.6g}: error {100 * result['nu_error']:+.2f} %"
+        text = (f"{name} = {result[name]:.6g} ± {result[f'{name}_std']:.2g} (mean ± std over steps {first}–{last}, "
+                f"after a {warmup}-step warm-up; last iterate {result[f'{name}_last']:.6g})")
+    if f"{name}_true" in result:
+        text += f"; true {result[f'{name}_true']:.6g}: error {100 * result[f'{name}_error']:+.2f} %"
     return text
 
 
@@ -515,7 +575,7 @@ def _command(args, ranks):
             raise PinnfastError(f"--nproc {nproc}, but torchrun started {ranks.world} processes; leave --nproc out "
                                 "under torchrun")
         {"make-data": _make_data, "infer": _infer, "predict": _predict, "residual-field": _residual_field,
-         "reproduce": _reproduce, "diagnose": _diagnose}[args.command](args)
+         "reproduce": _reproduce, "diagnose": _diagnose, "train": _train}[args.command](args)
     except TrainingDiverged as exc:
         return 3, f"pinnfast: {exc}"
     except PinnfastError as exc:

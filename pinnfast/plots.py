@@ -14,9 +14,11 @@ import numpy as np  # noqa: E402
 from matplotlib.colors import LogNorm, Normalize  # noqa: E402
 from matplotlib.ticker import LogFormatterSciNotation, MaxNLocator  # noqa: E402
 
+from .pde import symbol  # noqa: E402
 from .runfolder import metrics_table  # noqa: E402
 
 TERMS = {"r": "residual", "d": "data", "bc": "boundary", "ic": "initial"}
+QUANTITIES = {"nu": "viscosity"}  # panel titles of learned unknowns: "viscosity ν"
 
 
 # ----------------------------------------------------------------- helpers
@@ -88,14 +90,15 @@ def _decimals(spread):
     return max(0, -math.floor(math.log10(spread))) if spread and math.isfinite(spread) and spread > 0 else None
 
 
-def format_nu(nu, spread=None, nu_true=None):
-    """``ν = 0.02010 ± 0.00005 (+0.50 % vs true 0.02)``: ν to the precision of its spread."""
-    digits = _decimals(spread)
+def format_nu(nu, spread=None, nu_true=None, name="nu"):
+    """``ν = 0.02010 ± 0.00005 (+0.50 % vs true 0.02)``: ν (or the unknown ``name``) to the precision of its
+    spread."""
+    digits, who = _decimals(spread), symbol(name)
     if digits is None:
-        text = f"ν = {nu:.5g}"
+        text = f"{who} = {nu:.5g}"
     else:
         digits_nu = max(digits, 3 - math.floor(math.log10(abs(nu)))) if nu else digits
-        text = f"ν = {nu:.{digits_nu}f} ± {spread:.{digits}f}"
+        text = f"{who} = {nu:.{digits_nu}f} ± {spread:.{digits}f}"
     if nu_true:
         error = 100 * (nu - nu_true) / nu_true
         text += f" ({error:+.{1 if abs(error) >= 10 else 2}f} % vs true {nu_true:g})"
@@ -122,22 +125,23 @@ def extend_below(arrays, norm):
 
 # ----------------------------------------------------------------- training history
 def plot_training(metrics_csv, png_path, summary=None):
-    """Training history of a run: losses and loss weights λ against step (log scale) and, for Burgers, ν.
+    """Training history of a run: losses and loss weights λ against step (log scale) and each learned unknown
+    (Burgers: ν) in a panel of its own.
 
     ``summary`` is the run's result dict. Keys used: ``problem``, ``model``, ``steps``, ``data`` (its basename
-    goes in the title), and for Burgers ``nu`` (reported value), ``nu_std`` (spread over the averaging window),
-    ``nu_window`` ([first, last] step of the window, or None), ``nu_warmup`` (steps with ν frozen) and ``nu_true``
-    (None when unknown). Missing keys are left out of the figure.
+    goes in the title), and for each unknown, e.g. ν, ``nu`` (reported value), ``nu_std`` (spread over the
+    averaging window), ``nu_window`` ([first, last] step of the window, or None), ``nu_warmup`` (steps with ν
+    frozen) and ``nu_true`` (None when unknown). Missing keys are left out of the figure.
     """
     summary = dict(summary or {})
     table = metrics_table(metrics_csv)
     names = table.dtype.names
     steps = np.asarray(table["step"], dtype=float)
-    if "nu" in names:
-        fig, axes = plt.subplot_mosaic([["loss", "lambda"], ["nu", "nu"]], figsize=(11, 8.2),
-                                       height_ratios=[1, 1.25], layout="constrained")
-    else:
-        fig, axes = plt.subplot_mosaic([["loss", "lambda"]], figsize=(11, 4.2), layout="constrained")
+    unknowns = _unknown_columns(names)
+    panels = {name: f"unknown {name}" for name in unknowns}  # apart from the "loss" and "lambda" panels
+    fig, axes = plt.subplot_mosaic([["loss", "lambda"]] + [[panels[name]] * 2 for name in unknowns],
+                                   figsize=(11, 4.2 + 4 * len(unknowns)),
+                                   height_ratios=[1] + [1.25] * len(unknowns), layout="constrained")
 
     ax = axes["loss"]
     if "loss" in names:
@@ -159,61 +163,75 @@ def plot_training(metrics_csv, png_path, summary=None):
     if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=8)
 
-    if "nu" in names:
-        members = [_finite(table[n]) for n in names if n.startswith("nu_") and n[3:].isdigit()]
-        _plot_nu(axes["nu"], steps, _finite(table["nu"]), summary, members)
+    for name in unknowns:
+        members = [_finite(table[n]) for n in names if _member_of(n, name)]
+        _plot_nu(axes[panels[name]], steps, _finite(table[name]), summary, members, name)
     for ax in axes.values():
         _tidy_axes(ax)
-    fig.suptitle(_training_title(metrics_csv, summary), fontsize=12)
+    fig.suptitle(_training_title(metrics_csv, summary, unknowns), fontsize=12)
     fig.savefig(png_path, dpi=110)
     plt.close(fig)
     return fig
 
 
-def _training_title(metrics_csv, summary):
+def _unknown_columns(names):
+    """The metrics columns of learned unknowns: not the step, a loss, a weight λ, the learning rate, or an
+    ensemble member's column (``nu_0`` beside ``nu``)."""
+    return [n for n in names if n not in ("step", "loss", "lr") and not n.startswith(("loss_", "lambda_"))
+            and not any(_member_of(n, other) for other in names)]
+
+
+def _member_of(column, name):
+    return column.startswith(name + "_") and column[len(name) + 1:].isdigit()
+
+
+def _training_title(metrics_csv, summary, unknowns):
     parts = []
     if summary.get("data"):
         parts.append(Path(str(summary["data"])).name)
     parts.append(" ".join(str(summary[k]) for k in ("problem", "model") if summary.get(k))
                  or Path(metrics_csv).parent.name)
-    if summary.get("nu") is not None:
-        text = format_nu(summary["nu"], summary.get("nu_std"), summary.get("nu_true"))
-        if "nu_window" in summary and summary["nu_window"] is None:
+    learned = [name for name in unknowns if summary.get(name) is not None]
+    for name in learned:
+        text = format_nu(summary[name], summary.get(f"{name}_std"), summary.get(f"{name}_true"), name)
+        if f"{name}_window" in summary and summary[f"{name}_window"] is None:
             text += " (initial value: the run ended inside the warm-up)"
         parts.append(text)
-    elif summary.get("steps") is not None:
+    if not learned and summary.get("steps") is not None:
         parts.append(f"{summary['steps']} steps")
     return "  ·  ".join(parts)
 
 
-def _plot_nu(ax, steps, nu, summary, members=()):
-    """ν against step: warm-up and averaging window shaded, reported ν and truth as lines, a zoomed inset; an
-    ensemble's members as thin lines, its mean as ν, its spread as the error bar."""
-    nu_true, reported = summary.get("nu_true"), summary.get("nu")
-    spread = summary.get("nu_spread", summary.get("nu_std"))
-    warmup, window = summary.get("nu_warmup"), summary.get("nu_window")
+def _plot_nu(ax, steps, nu, summary, members=(), name="nu"):
+    """ν (or the unknown ``name``) against step: warm-up and averaging window shaded, reported value and truth as
+    lines, a zoomed inset; an ensemble's members as thin lines, its mean as the value, its spread as the error
+    bar."""
+    nu_true, reported, who = summary.get(f"{name}_true"), summary.get(name), symbol(name)
+    spread = summary.get(f"{name}_spread", summary.get(f"{name}_std"))
+    warmup, window = summary.get(f"{name}_warmup"), summary.get(f"{name}_window")
     last = steps[-1]
     if warmup:
         ax.axvspan(steps[0] - 0.5, min(warmup, last) + 0.5, color="0.6", alpha=0.25, lw=0,
-                   label=f"warm-up: ν frozen (first {warmup} steps)")
+                   label=f"warm-up: {who} frozen (first {warmup} steps)")
     if window is not None:
         ax.axvspan(window[0] - 0.5, window[1] + 0.5, color="tab:orange", alpha=0.18, lw=0,
                    label="averaging window (" + (f"steps {window[0]}–{window[1]})" if window[1] > window[0] else
                                                   f"step {window[0]})"))
     for k, member in enumerate(members):
-        ax.plot(steps, member, color="tab:cyan", lw=0.5, alpha=0.6, label="ν of each member" if k == 0 else None)
+        ax.plot(steps, member, color="tab:cyan", lw=0.5, alpha=0.6,
+                label=f"{who} of each member" if k == 0 else None)
     ax.plot(steps, nu, color="tab:blue", lw=1, marker="o" if len(nu) < 20 else None, ms=3,
-            label="ν (members' mean)" if members else "ν (learned)")
+            label=f"{who} (members' mean)" if members else f"{who} (learned)")
     if reported is not None:
-        ax.axhline(reported, color="tab:red", lw=1, label="reported " + format_nu(reported, spread))
+        ax.axhline(reported, color="tab:red", lw=1, label="reported " + format_nu(reported, spread, name=name))
     if nu_true is not None:
-        ax.axhline(nu_true, color="black", ls="--", lw=1.2, label=f"true ν = {nu_true:g}")
-    ax.set(xlabel="step", ylabel="ν", title="viscosity ν")
+        ax.axhline(nu_true, color="black", ls="--", lw=1.2, label=f"true {who} = {nu_true:g}")
+    ax.set(xlabel="step", ylabel=who, title=f"{QUANTITIES.get(name, 'unknown')} {who}")
     ax.ticklabel_format(axis="y", useOffset=False)
     ax.margins(x=0.01)
     ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=3, frameon=False)
     if window is not None:
-        _nu_inset(ax, steps, nu, window, reported, spread, nu_true)
+        _nu_inset(ax, steps, nu, window, reported, spread, nu_true, who)
 
 
 def _inset_place(ax, steps, nu, lines):
@@ -241,8 +259,9 @@ def _inset_place(ax, steps, nu, lines):
     return [0.52, 0.17, 0.46, 0.5]
 
 
-def _nu_inset(ax, steps, nu, window, reported, spread, nu_true):
-    """Zoom on the averaging window: y fitted to ν there, reported ν ± spread as a band, the truth if near."""
+def _nu_inset(ax, steps, nu, window, reported, spread, nu_true, who="ν"):
+    """Zoom on the averaging window: y fitted to ν (the unknown written ``who``) there, reported value ± spread as
+    a band, the truth if near."""
     inside = (steps >= window[0]) & (steps <= window[1])
     values = nu[inside & np.isfinite(nu)]
     if values.size == 0:
@@ -277,12 +296,12 @@ def _nu_inset(ax, steps, nu, window, reported, spread, nu_true):
         percent = inset.secondary_yaxis("right", functions=(lambda v: 100 * (v - reference) / reference,
                                                            lambda p: reference * (1 + p / 100)))
         percent.tick_params(labelsize=7)
-        percent.set_ylabel(f"% vs {name} ν", fontsize=7)
+        percent.set_ylabel(f"% vs {name} {who}", fontsize=7)
     inset.set_xlabel("step", fontsize=7, labelpad=1)
-    inset.set_ylabel("ν", fontsize=7, labelpad=1)
-    note = "averaging window: reported ν ± spread"
+    inset.set_ylabel(who, fontsize=7, labelpad=1)
+    note = f"averaging window: reported {who} ± spread"
     if nu_true is not None and not truth_shown:
-        note += f"; true ν {'above' if nu_true > hi else 'below'}, off scale"
+        note += f"; true {who} {'above' if nu_true > hi else 'below'}, off scale"
     inset.set_title(note, fontsize=7, pad=3)
 
 

@@ -1,8 +1,9 @@
 """Training: M1–M4 on any :class:`~pinnfast.problems.Problem`, Adam with exponential decay, checkpoints, resume.
 
-The default problem is the 2D Burgers inverse problem; ``helmholtz`` and ``klein-gordon`` are the paper's forward
-problems. Each step the problem draws a fresh batch (collocation, boundary, observation points) from one seeded
-generator, so a run resumed from a checkpoint repeats the uninterrupted run exactly.
+The problem is a user's :class:`~pinnfast.pde.PDE`, or one built in by name: the 2D Burgers inverse problem (the
+default), or the paper's forward problems ``helmholtz`` and ``klein-gordon``. Each step the problem draws a fresh
+batch (collocation, boundary, observation points) from one seeded generator, so a run resumed from a checkpoint
+repeats the uninterrupted run exactly.
 Under torchrun the run is data-parallel (:mod:`pinnfast.distributed`): each rank draws its own batch from its own
 stream, gradients are averaged over the ranks, and rank 0 writes the run folder.
 Metrics stay on the device and reach the host (CSV, NaN check, checkpoint) every ``checkpoint_every`` steps; with
@@ -28,7 +29,8 @@ from .data import check_spread, load_observations, observations_sha256, validate
 from .distributed import Ranks, local_device
 from .errors import PinnfastError, PinnfastWarning
 from .models import MLP, ModifiedMLP
-from .problems import Helmholtz, KleinGordon
+from .pde import PDE, from_factory, symbol
+from .problems import Helmholtz, KleinGordon, PDEProblem
 from .runfolder import (CHECKPOINT, RESULT, append_metrics, claim_empty, cut_metrics_at, load_checkpoint,
                         metrics_header, metrics_table, read_result, save_checkpoint)
 
@@ -97,8 +99,6 @@ class TrainConfig:
     keep_checkpoints: tuple = ()
 
     def validate(self):
-        if self.problem not in PROBLEMS:
-            raise PinnfastError(f"unknown problem {self.problem!r}; choose one of {', '.join(PROBLEMS)}")
         if self.model not in MODELS:
             raise PinnfastError(f"unknown model {self.model!r}; choose one of {', '.join(MODELS)}")
         if not self.nu_init > 0:
@@ -118,9 +118,6 @@ class TrainConfig:
             raise PinnfastError(f"tol must be between 0 and 1 (a relative accuracy), got {self.tol}")
         if self.backend not in BACKENDS:
             raise PinnfastError(f"unknown backend {self.backend!r}; choose one of {', '.join(BACKENDS)}")
-        if self.ensemble > 1 and self.problem != "burgers":
-            raise PinnfastError(f"an ensemble (ensemble={self.ensemble}) is for the inverse problem (burgers), "
-                                f"not {self.problem}")
 
     @property
     def members(self):
@@ -165,9 +162,17 @@ class TrainingDiverged(PinnfastError):
 
 
 def build_problem(config, observations=None, source="observations"):
-    """The problem a config describes; Burgers takes its validated observations (and, without ``config.box``, its
-    box) from ``observations`` (``source`` names them in messages)."""
+    """The problem of a run: a declared :class:`~pinnfast.pde.PDE` (``observations``), or the built-in one
+    ``config.problem`` names; Burgers takes its validated observations (and, without ``config.box``, its box) from
+    ``observations`` (``source`` names them in messages)."""
     network_class = MODELS[config.model][0]
+    if isinstance(observations, PDE):
+        network = network_class(observations.in_dim, observations.out_dim, config.width, config.depth,
+                                domain=observations.box, members=config.members)
+        return PDEProblem(observations, network, config.n_collocation, config.batch_size, config.seed)
+    if config.problem not in PROBLEMS:
+        raise PinnfastError(f"unknown problem {config.problem!r}; choose one of {', '.join(PROBLEMS)}, or pass a "
+                            "pinnfast.PDE")
     if config.problem == "helmholtz":
         return Helmholtz(network_class(2, 1, config.width, config.depth, domain=((-1, -1), (1, 1))),
                          config.n_collocation)
@@ -193,17 +198,25 @@ def build_problem(config, observations=None, source="observations"):
 
 
 class Trainer:
-    """Trains a problem (Burgers: from observations ``{"x", "y", "t", "u", "v"}``) and writes a run folder.
+    """Trains a problem and writes a run folder: a :class:`~pinnfast.pde.PDE` passed as ``observations``, or the
+    built-in ``config.problem`` (Burgers: from observations ``{"x", "y", "t", "u", "v"}``).
 
     ``data_path`` (and the ``columns`` mapping it was read with) is recorded in the checkpoint with a hash of the
-    observations, so that a resume finds the run's own data and refuses any other. A new run needs a missing or
-    empty ``out_dir``; ``overwrite`` removes a previous run first. ``nu_true`` (synthetic data) adds the error of ν
-    to the result; it is kept with the run but does not change the training.
+    observations (a PDE's: of its conditions' points and values), so that a resume finds the run's own data and
+    refuses any other. A new run needs a missing or empty ``out_dir``; ``overwrite`` removes a previous run first.
+    ``nu_true`` (synthetic data) adds the error of ν to the result (a PDE's unknowns: their ``true`` values); it
+    is kept with the run but does not change the training.
     """
 
     def __init__(self, observations, config, out_dir, device="auto", *, data_path=None, columns=None,
                  overwrite=False, nu_true=None):
         config = dataclasses.replace(config)  # the run's own copy: its target may grow (max_steps)
+        declared = isinstance(observations, PDE)
+        if declared:
+            if observations.name in PROBLEMS:  # a resume would take it for the built-in one
+                raise PinnfastError(f"the name {observations.name!r} is a built-in problem's; give your PDE another "
+                                    "name")
+            config.problem = observations.name
         config.validate()
         if config.max_steps is None:
             config.max_steps = 3 * config.steps  # fixed now: the target grows when ν is still moving
@@ -213,18 +226,24 @@ class Trainer:
         torch.manual_seed(config.seed)
         source = str(data_path) if data_path is not None else "observations"
         self.data = None
-        if config.problem == "burgers":  # checked as the CLI checks a file, whoever passes them
+        path = None if data_path is None else str(Path(data_path).resolve())
+        if declared:
+            self.data = {"path": path, "columns": columns, "sha256": observations.data_sha256(),
+                         "factory": observations.factory}
+        elif config.problem == "burgers":  # checked as the CLI checks a file, whoever passes them
             observations = validate_observations(observations, source)
-            self.data = {"path": None if data_path is None else str(Path(data_path).resolve()), "columns": columns,
-                         "sha256": observations_sha256(observations)}
+            self.data = {"path": path, "columns": columns, "sha256": observations_sha256(observations)}
         self.problem = build_problem(config, observations, source).to(self.device)
         self.problem.backend = self.backend = resolve_backend(config, self.device)
         self.named_params = list(self.problem.network.named_parameters())
         self.physical = self.problem.physical()
+        if config.members is not None and not self.physical:
+            raise PinnfastError(f"an ensemble (ensemble={config.ensemble}) measures how well the data determine "
+                                f"learned unknowns; {config.problem} has none")
+        self.unknowns = self.problem.pde.unknowns
         self.params = [p for _, p in self.named_params] + self.physical
         groups = [{"params": [p for _, p in self.named_params], "lr": config.lr}]
-        if self.physical:
-            groups.append({"params": self.physical, "lr": config.nu_lr, "betas": (0.9, config.nu_beta2)})
+        groups += [dict(group, betas=(0.9, config.nu_beta2)) for group in self.problem.physical_groups(config.nu_lr)]
         self.optimizer = torch.optim.Adam(groups)
         gamma = config.decay_rate ** (1.0 / config.decay_steps)
         self.scheduler = torch.optim.lr_scheduler.ExponentialLR(self.optimizer, gamma)
@@ -314,14 +333,15 @@ class Trainer:
                     if bar is not None:
                         bar.update(len(rows))
                         bar.set_postfix({name: f"{value:.4g}" for name, value in zip(self.metric_names, rows[-1])
-                                         if name in ("loss", "nu")})
+                                         if name == "loss" or name in self.unknowns})
                     pending = []
                     if self.step == self.config.steps:  # the loop ends here unless ν still moves
                         result = self.ranks.on_main(self.result)  # from rank 0's metrics, for every rank
                         if self._extend(result) and bar is not None:
                             bar.total = self.config.steps
-        if result.get("nu_warning"):
-            warnings.warn(result["nu_warning"], PinnfastWarning)
+        for name in self.unknowns:
+            if result[f"{name}_warning"]:
+                warnings.warn(result[f"{name}_warning"], PinnfastWarning)
         return result
 
     def _claim_folder(self):
@@ -337,32 +357,37 @@ class Trainer:
         """At the target (``result`` there), while ν still moves and the cap allows: raise the target by half
         (10,000 → 15,000 → 22,500 → 30,000), saved at once so that a resume continues the extended run. Returns
         whether it did."""
-        if not self.physical or self.config.steps >= self.config.max_steps:
+        drifts = {name: result[f"{name}_drift"] for name in self.unknowns if result[f"{name}_drift"] is not None}
+        if not drifts or self.config.steps >= self.config.max_steps:
             return False
-        drift = result["nu_drift"]
-        if drift is None or abs(drift) <= DRIFT_FRACTION * self.config.tol:
+        name = max(drifts, key=lambda key: abs(drifts[key]))  # the unknown that moves most
+        drift = drifts[name]
+        if abs(drift) <= DRIFT_FRACTION * self.config.tol:
             return False
         before = self.config.steps
         self.config.steps = min(self.config.max_steps, before + max(1, before // 2))
-        warnings.warn(f"ν is still moving at step {before} ({100 * drift:+.2g} % between the halves of its "
-                      f"averaging window): training on to step {self.config.steps} (at most "
+        warnings.warn(f"{symbol(name)} is still moving at step {before} ({100 * drift:+.2g} % between the halves of "
+                      f"its averaging window): training on to step {self.config.steps} (at most "
                       f"{self.config.max_steps}, --max-steps)", PinnfastWarning)
         self.save_checkpoint()
         return True
 
     def _warn_if_short(self):
         steps, warmup, window = self.config.steps, self.config.nu_warmup, self.config.average_last
+        who, one = ", ".join(map(symbol, self.unknowns)), len(self.unknowns) == 1
         if steps <= warmup:
-            warnings.warn(f"{steps} steps end inside the ν warm-up ({warmup} steps): ν stays at its initial value",
+            warnings.warn(f"{steps} steps end inside the {who} warm-up ({warmup} steps): {who} "
+                          f"{'stays at its initial value' if one else 'stay at their initial values'}",
                           PinnfastWarning)
         elif steps < warmup + window:
-            warnings.warn(f"{steps} steps are fewer than the ν warm-up ({warmup}) plus the averaging window "
-                          f"({window}): ν is averaged over {steps - warmup} steps only", PinnfastWarning)
+            warnings.warn(f"{steps} steps are fewer than the {who} warm-up ({warmup}) plus the averaging window "
+                          f"({window}): {who} {'is' if one else 'are'} averaged over {steps - warmup} steps only",
+                          PinnfastWarning)
 
     def result(self):
-        """The run's summary: each learned physical value as the mean (and standard deviation) over the last
+        """The run's summary: each learned unknown as the mean (and standard deviation) over the last
         ``average_last`` steps after the warm-up, with the window, its final iterate, the final losses and the
-        data fit."""
+        data fit (see :meth:`_summary` for an unknown's entries)."""
         table = metrics_table(self.out_dir) if self.step > 0 else None
         result = {"problem": self.config.problem, "model": self.config.model, "steps": self.step,
                   "target_steps": self.config.steps, "seconds": self.seconds, "device": str(self.device),
@@ -370,26 +395,9 @@ class Trainer:
         if self.physical:
             trained = table[table["step"] > self.config.nu_warmup] if table is not None else []
             window = trained[-self.config.average_last:]
-            result.update(nu_init=self.config.nu_init, nu_warmup=self.config.nu_warmup,
-                          nu_window=[int(window["step"][0]), int(window["step"][-1])] if len(window) else None)
-            for name, value in self.problem.logged().items():
-                result[name] = float(window[name].mean()) if len(window) else value.item()
-                result[f"{name}_std"] = float(window[name].std()) if len(window) else 0.0
-                result[f"{name}_last"] = value.item()
-                result[f"{name}_drift"] = _drift(window[name]) if len(window) >= 2 else None
-            if self.config.members is not None:  # one ν per member: their mean is "nu", their spread the error bar
-                names = [f"nu_{k}" for k in range(self.config.members)]
-                members = [result.pop(name) for name in names]
-                drifts = [result.pop(name + "_drift") for name in names]
-                for name in names:
-                    for suffix in ("_std", "_last"):
-                        result.pop(name + suffix)
-                result.update(nu=float(np.mean(members)), nu_members=members,
-                              nu_spread=float(np.std(members, ddof=1)),
-                              nu_drift=None if drifts[0] is None else max(drifts, key=abs))  # the most moving member
-            result["nu_warning"] = self._identification_warning(result)
-            if self.nu_true is not None:
-                result.update(nu_true=self.nu_true, nu_error=(result["nu"] - self.nu_true) / self.nu_true)
+            logged = self.problem.logged()
+            for name in self.unknowns:
+                result.update(self._summary(name, window, logged))
         if table is not None:
             last = table[-1]
             result.update({name: float(last[name]) for name in self.metric_names if name.startswith("loss")})
@@ -400,27 +408,53 @@ class Trainer:
         result["version"] = __version__
         return result
 
-    def _identification_warning(self, result):
-        """Why the reported ν may be off by more than ``tol``, or None: the ensemble's members disagree by more
-        than ``tol``, or ν still moved by more than ``tol / 4`` between the two halves of its averaging window. In
-        the regime sweep (BENCHMARKS.md) ν was still creeping towards the truth in every run that ended more than
-        1 % off, by 0.3–0.6 % per half window, while runs within 1 % had settled to 0.1 % or less."""
-        tol, reasons, advice = self.config.tol, [], []
-        if result.get("nu_spread", 0.0) > tol * result["nu"]:
+    def _summary(self, name, window, logged):
+        """An unknown's entries (Burgers' ν: ``nu``, ``nu_std``, …): ``<name>_init``, ``_warmup``, ``_window``
+        (its first and last step, or None), the window mean ``<name>`` with ``_std``, the final iterate
+        ``_last``, ``_drift``; an ensemble's ``<name>`` is its members' mean, with ``_members``, ``_spread`` and
+        the most moving member's drift; then ``_warning`` and, when the truth is known, ``_true`` and
+        ``_error``."""
+        summary = {f"{name}_init": self.unknowns[name].init, f"{name}_warmup": self.config.nu_warmup,
+                   f"{name}_window": [int(window["step"][0]), int(window["step"][-1])] if len(window) else None}
+        columns = [name] + ([] if self.config.members is None else
+                            [f"{name}_{k}" for k in range(self.config.members)])
+        means = [float(window[c].mean()) if len(window) else logged[c].item() for c in columns]
+        drifts = [_drift(window[c]) if len(window) >= 2 else None for c in columns]
+        summary.update({name: means[0], f"{name}_std": float(window[name].std()) if len(window) else 0.0,
+                        f"{name}_last": logged[name].item(), f"{name}_drift": drifts[0]})
+        if self.config.members is not None:  # one value per member: their mean is reported, their spread the error bar
+            summary.update({name: float(np.mean(means[1:])), f"{name}_members": means[1:],
+                            f"{name}_spread": float(np.std(means[1:], ddof=1)),
+                            f"{name}_drift": None if drifts[1] is None else max(drifts[1:], key=abs)})
+        summary[f"{name}_warning"] = self._identification_warning(name, summary)
+        truth = self.nu_true if name == "nu" and self.nu_true is not None else self.unknowns[name].true
+        if truth is not None:
+            summary.update({f"{name}_true": truth, f"{name}_error": (summary[name] - truth) / truth})
+        return summary
+
+    def _identification_warning(self, name, summary):
+        """Why the reported value of unknown ``name`` may be off by more than ``tol``, or None: the ensemble's
+        members disagree by more than ``tol``, or it still moved by more than ``tol / 4`` between the two halves of
+        its averaging window. In the regime sweep (BENCHMARKS.md) ν was still creeping towards the truth in every
+        run that ended more than 1 % off, by 0.3–0.6 % per half window, while runs within 1 % had settled to 0.1 %
+        or less."""
+        tol, reasons, advice, who = self.config.tol, [], [], symbol(name)
+        value, spread, drift = summary[name], summary.get(f"{name}_spread", 0.0), summary[f"{name}_drift"]
+        if spread > tol * abs(value):
             reasons.append(f"the {self.config.ensemble} ensemble members disagree by ±"
-                           f"{100 * result['nu_spread'] / result['nu']:.2g} % (standard deviation)")
+                           f"{100 * spread / abs(value):.2g} % (standard deviation)")
             advice.append("more data, or less noisy data")
-        if result["nu_drift"] is not None and abs(result["nu_drift"]) > DRIFT_FRACTION * tol:
-            first, last = result["nu_window"]
-            reasons.append(f"ν was still moving ({100 * result['nu_drift']:+.2g} % between the halves of its "
+        if drift is not None and abs(drift) > DRIFT_FRACTION * tol:
+            first, last = summary[f"{name}_window"]
+            reasons.append(f"{who} was still moving ({100 * drift:+.2g} % between the halves of its "
                            f"averaging window, steps {first}–{last})")
             advice.append("more steps (resume the run with a higher --steps)")
         if not reasons:
             return None
         if self.config.members is None:
             advice.append("an ensemble (--ensemble 4) to see the spread")
-        return (f"ν is not identified well by these data: {' and '.join(reasons)}, against the requested accuracy "
-                f"of {100 * tol:g} % (tol); treat ν = {result['nu']:.4g} as uncertain to that extent, and try "
+        return (f"{who} is not identified well by these data: {' and '.join(reasons)}, against the requested "
+                f"accuracy of {100 * tol:g} % (tol); treat {who} = {value:.4g} as uncertain to that extent, and try "
                 f"{' or '.join(advice)}")
 
     def _flush(self, pending):
@@ -467,7 +501,8 @@ class Trainer:
                nu_true=None):
         """Continue the run saved in ``out_dir`` with its own config; ``steps`` may raise its target.
 
-        ``observations=None`` reads the run's own data file again; other observations than the run's are refused.
+        ``observations=None`` reads the run's own data file again (a declared problem: calls its factory again);
+        other observations than the run's are refused. A run of a PDE passed from Python needs that PDE again.
         A run of K processes resumes on K processes (each continues its own random stream).
         """
         state = load_checkpoint(out_dir)
@@ -484,7 +519,11 @@ class Trainer:
         if config.max_steps is not None and config.max_steps < config.steps:
             config.max_steps = config.steps  # a target raised by hand: no further extension past it
         recorded = state["data"]
-        if observations is None and recorded is not None:
+        declared = config.problem not in PROBLEMS
+        if declared:
+            observations = declared_problem(state, out_dir, observations, data_path)
+            data_path = data_path or recorded["path"]
+        elif observations is None and recorded is not None:
             if recorded["path"] is None:
                 raise PinnfastError(f"the run in {out_dir} was trained on observations passed from Python; pass "
                                     "them to resume")
@@ -496,12 +535,14 @@ class Trainer:
             raise PinnfastError(f"the run in {out_dir} was trained on {state['device_type']}; resume it there "
                                 f"(--device {state['device_type']}): its random stream belongs to that device")
         if recorded is not None and trainer.data["sha256"] != recorded["sha256"]:
-            raise PinnfastError(f"{data_path or 'the observations'} is not the data the run in {out_dir} was "
-                                f"trained on ({recorded['path'] or 'observations passed from Python'}, "
-                                f"sha256 {recorded['sha256'][:12]}…); resume with its own data or start a new run")
+            given = data_path or ("this problem's data" if declared else "the observations")
+            origin = recorded["path"] or ("data the problem made itself" if declared else
+                                          "observations passed from Python")
+            raise PinnfastError(f"{given} is not the data the run in {out_dir} was trained on ({origin}, sha256 "
+                                f"{recorded['sha256'][:12]}…); resume with its own data or start a new run")
         if recorded is not None and trainer.data["path"] is None:
             trainer.data = recorded  # the same values from Python: keep the file the run was started with
-        trainer.problem.load_state_dict(state["problem"])
+        _load_problem_state(trainer.problem, state, out_dir)
         trainer.optimizer.load_state_dict(state["optimizer"])
         trainer.scheduler.load_state_dict(state["scheduler"])
         trainer.weights.load_state_dict(state["weights"])
@@ -513,6 +554,33 @@ class Trainer:
         if trainer.imbalance_names and metrics_header(out_dir) == older:  # begun before the ratio was logged
             trainer.imbalance_names, trainer.metric_names = [], older
         return trainer
+
+
+def declared_problem(state, run_dir, pde=None, data_path=None):
+    """The PDE of a run that trained a declared problem: ``pde`` when given, else what its recorded factory
+    returns again (called with ``data_path``, or the run's own data file)."""
+    name, recorded = state["config"]["problem"], state["data"] or {}
+    if pde is None:
+        factory = recorded.get("factory")
+        if factory is None:
+            raise PinnfastError(f"the run in {run_dir} trained the problem {name!r} passed from Python; pass that "
+                                "pinnfast.PDE again")
+        pde = from_factory(factory["spec"], data_path or recorded.get("path"), factory["folder"])
+    elif not isinstance(pde, PDE):
+        raise PinnfastError(f"the run in {run_dir} trained the declared problem {name!r}; pass its pinnfast.PDE, "
+                            f"not a {type(pde).__name__}")
+    if pde.name != name:
+        raise PinnfastError(f"the run in {run_dir} trained the problem {name!r}, not {pde.name!r}")
+    return pde
+
+
+def _load_problem_state(problem, state, run_dir):
+    """The checkpoint's network and unknowns into ``problem``, or one line saying that they do not fit it."""
+    try:
+        problem.load_state_dict(state["problem"])
+    except RuntimeError as exc:
+        reason = str(exc).strip().splitlines()
+        raise PinnfastError(f"the checkpoint in {run_dir} does not fit this problem ({reason[-1].strip()})") from None
 
 
 def resume_target(state, steps, out_dir):
@@ -541,21 +609,27 @@ class Run:
         return uv if self.network.members is None else uv.mean(0)
 
     @property
+    def unknowns(self):
+        """Each learned unknown by name: its reported value (mean over the averaging window) when result.json
+        describes this checkpoint, else the checkpoint's last iterate (e.g. an interrupted run; an ensemble's
+        members' mean)."""
+        return {name: self.result[name] if name in self.result else self.problem.value(name).detach().mean().item()
+                for name in self.problem.pde.unknowns}
+
+    @property
     def nu(self):
-        """The reported ν (mean over the averaging window) when result.json describes this checkpoint, else the
-        checkpoint's last iterate (e.g. an interrupted run; an ensemble's members' mean)."""
-        if not hasattr(self.problem, "nu"):
-            return None
-        return self.result["nu"] if "nu" in self.result else self.problem.nu.detach().mean().item()
+        """The reported ν (see :attr:`unknowns`), or None for a problem without it."""
+        return self.unknowns.get("nu")
 
 
-def load_run(run_dir, device="cpu"):
+def load_run(run_dir, device="cpu", pde=None):
     """The trained run in ``run_dir``: ``run.uv(points)`` gives (u, v) (an ensemble's mean), ``run.nu`` the
-    inferred ν, ``run.network`` the network (an ensemble's: outputs ``(K, N, 2)``)."""
+    inferred ν, ``run.unknowns`` every learned unknown, ``run.network`` the network (an ensemble's: outputs
+    ``(K, N, out)``). A declared problem is rebuilt by its recorded factory, or given as ``pde``."""
     state = load_checkpoint(run_dir)
     config = TrainConfig(**state["config"])
-    problem = build_problem(config)
-    problem.load_state_dict(state["problem"])  # includes the domain normalisation buffers
+    problem = build_problem(config, declared_problem(state, run_dir, pde) if config.problem not in PROBLEMS else None)
+    _load_problem_state(problem, state, run_dir)  # includes the domain normalisation buffers
     result = read_result(run_dir)
     sha = (state.get("data") or {}).get("sha256")
     if (result.get("steps"), result.get("data_sha256")) != (state["step"], sha):

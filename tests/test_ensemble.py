@@ -49,11 +49,11 @@ def test_burgers_losses_and_gradients_equal_separate_problems(rng):
     with torch.no_grad():
         ensemble.log_nu.copy_(torch.log(torch.tensor([0.01, 0.03, 0.07])))
     batch = ensemble.sample(torch.Generator().manual_seed(1))
-    assert batch["collocation"].shape == (K, 16, 3) and batch["x"].shape == (K, 8, 3)
+    assert batch["collocation"].shape == (K, 16, 3) and batch["d"].shape == (K, 8, 3)  # "d": the data term
     loss_r, (loss_d,) = ensemble.losses(batch)
     (loss_r.sum() + 2.0 * loss_d.sum()).backward()
     for k in range(K):
-        single = pf.BurgersInverse(network.member(k), 1.0).double()
+        single = pf.BurgersInverse(network.member(k), 1.0, observed_x, observed_uv).double()  # its data term "d"
         with torch.no_grad():
             single.log_nu.copy_(ensemble.log_nu[k])
         r, (d,) = single.losses({name: value[k] for name, value in batch.items()})
