@@ -301,10 +301,7 @@ def main(argv=None):
         args.deepxde_log.write_text(json.dumps(deepxde_run(args.data, args.nu_init, args.seed, args.log_every,
                                                            args.deadline)))
         return 0
-    if importlib.util.find_spec("deepxde") is None:
-        print(SKIP)
-        return 0
-    try:
+    try:  # the user's input first: a bad file is an error whether or not DeepXDE is installed
         pf.load_observations(args.data)
     except pf.PinnfastError as exc:
         print(f"peer_deepxde: error: {exc}", file=sys.stderr)
@@ -315,6 +312,9 @@ def main(argv=None):
                   "the truth", file=sys.stderr)
             return 2
         args.nu_true = DEFAULT_DATA_NU
+    if importlib.util.find_spec("deepxde") is None:
+        print(SKIP)
+        return 0
     work = args.work or Path(tempfile.mkdtemp(prefix="peer_deepxde_"))
     work.mkdir(parents=True, exist_ok=True)
     records = []

@@ -5,6 +5,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from helpers import run_cli
 
@@ -22,7 +23,10 @@ def test_without_deepxde_one_skip_line_and_exit_0(tmp_path, monkeypatch, capsys)
     assert not (tmp_path / "work").exists()  # nothing ran
 
 
-def test_bad_data_is_one_error_line(tmp_path, capsys):
+@pytest.mark.parametrize("installed", [True, False])
+def test_bad_data_is_one_error_line(installed, tmp_path, capsys, monkeypatch):
+    if not installed:
+        monkeypatch.setitem(sys.modules, "deepxde", None)
     bad = tmp_path / "obs.csv"
     bad.write_text("x,y,t,u\n0,0,0,1\n")
     assert peer.main(["--data", str(bad), "--nu-true", "0.02", "--work", str(tmp_path / "w")]) == 2
