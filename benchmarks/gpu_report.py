@@ -304,6 +304,12 @@ def time_infer(device, smoke, deadline):
 
 
 # ---------------------------------------------------------------------------------------------- table
+def by_precision(kind):
+    """(precision, rows) for each precision with rows of this kind, in PRECISIONS order."""
+    rows = [r for r in RESULTS if r["kind"] == kind]
+    return [(p, [r for r in rows if r["precision"] == p]) for p in PRECISIONS if any(r["precision"] == p for r in rows)]
+
+
 def table():
     lines = ["", "== pinnfast GPU report =="]
     device_name = next((r["device"] for r in RESULTS if r["kind"] == "device"), "?")
@@ -311,22 +317,16 @@ def table():
     ceilings = {r["precision"]: r["TFLOPs"] for r in RESULTS if r["kind"] == "ceiling"}
     if ceilings:
         lines.append("ceilings: " + ", ".join(f"{k} {v:.1f} TFLOP/s" for k, v in ceilings.items()))
-    checks = [r for r in RESULTS if r["kind"] == "check"]
-    for precision in PRECISIONS:
-        rows = [r for r in checks if r["precision"] == precision]
-        if rows:
-            lines.append(f"check {precision:7s}: max rel err value/first {max(r['max_err_value_first'] for r in rows):.1e}"
-                         f", second {max(r['max_err_second'] for r in rows):.1e}, burgers "
-                         f"{max(r['max_err_burgers'] for r in rows):.1e}; "
-                         f"{sum(r['meets_fp32_tolerance'] for r in rows)}/{len(rows)} meet 1e-5/1e-4")
-    grads = [r for r in RESULTS if r["kind"] == "grad_check"]
-    for precision in PRECISIONS:
-        rows = [r for r in grads if r["precision"] == precision]
-        if rows:
-            lines.append(f"gradients {precision:7s}: max rel err jets backward "
-                         f"{max(r['max_err_jets_grad'] for r in rows):.1e}, Burgers loss "
-                         f"{max(r['max_err_burgers_loss_grad'] for r in rows):.1e}; "
-                         f"{sum(r['passed'] for r in rows)}/{len(rows)} within {GRADIENT_TOLERANCE[precision]:.0e}")
+    for precision, rows in by_precision("check"):
+        lines.append(f"check {precision:7s}: max rel err value/first {max(r['max_err_value_first'] for r in rows):.1e}"
+                     f", second {max(r['max_err_second'] for r in rows):.1e}, burgers "
+                     f"{max(r['max_err_burgers'] for r in rows):.1e}; "
+                     f"{sum(r['meets_fp32_tolerance'] for r in rows)}/{len(rows)} meet 1e-5/1e-4")
+    for precision, rows in by_precision("grad_check"):
+        lines.append(f"gradients {precision:7s}: max rel err jets backward "
+                     f"{max(r['max_err_jets_grad'] for r in rows):.1e}, Burgers loss "
+                     f"{max(r['max_err_burgers_loss_grad'] for r in rows):.1e}; "
+                     f"{sum(r['passed'] for r in rows)}/{len(rows)} within {GRADIENT_TOLERANCE[precision]:.0e}")
     evals = [r for r in RESULTS if r["kind"] == "residual_eval"]
     for width, depth in sorted({(r["width"], r["depth"]) for r in evals}):
         rows = [r for r in evals if (r["width"], r["depth"]) == (width, depth)]
