@@ -106,19 +106,13 @@ def _unit_sum(x, WP: tl.constexpr):
 
 
 @triton.jit
-def _per_unit(x, WP: tl.constexpr, NC: tl.constexpr):
-    """Σ over a tile's slots and points: (WP,)."""
-    return tl.sum(tl.reshape(x, (WP, NC)), axis=1)
-
-
-@triton.jit
 def _accumulate(ptr, offsets, value):
     tl.store(ptr + offsets, tl.load(ptr + offsets) + value)
 
 
 @triton.jit
 def _input_backward(x_ptr, rows, row_mask, w_ptr, b_ptr, g_w_ptr, g_b_ptr, a, u, dir_slot, is_value, is_ds,
-                    is_second, is_live, half, IN_DIM: tl.constexpr, WP: tl.constexpr, NC: tl.constexpr):
+                    is_second, is_live, half, IN_DIM: tl.constexpr, WP: tl.constexpr):
     """An input layer (z = x W' + b', z_i = W'[i], z_ii = 0, then tanh) from a = ∂L/∂(its output jet): into its
     partial ∂W' (IN_DIM, WP) and ∂b' (WP,)."""
     pre = _pre_activation(x_ptr, rows, row_mask, w_ptr, b_ptr, u, IN_DIM, WP)
@@ -126,11 +120,11 @@ def _input_backward(x_ptr, rows, row_mask, w_ptr, b_ptr, g_w_ptr, g_b_ptr, a, u,
     grad_z = _tanh_backward(z, a, is_value, is_ds, is_second, is_live, half)
     grad_pre = tl.where(is_value, grad_z, 0.0)
     units = tl.arange(0, WP)
-    _accumulate(g_b_ptr, units, _per_unit(grad_pre, WP, NC))
+    _accumulate(g_b_ptr, units, _unit_sum(grad_pre, WP))
     for i in tl.static_range(IN_DIM):
         x_i = tl.load(x_ptr + rows * IN_DIM + i, mask=row_mask, other=0.0)
         row_grad = grad_pre * x_i + tl.where((half == 0) & (dir_slot == i), grad_z, 0.0)
-        _accumulate(g_w_ptr + i * WP, units, _per_unit(row_grad, WP, NC))
+        _accumulate(g_w_ptr + i * WP, units, _unit_sum(row_grad, WP))
 
 
 @triton.jit
@@ -233,8 +227,8 @@ def mlp_jets_backward_kernel(
             grad_v = _burgers_slot_grads(g_v, g_u * u_y + g_v * v_y, u_val, v_val, nu, d_x, d_y, d_t, is_value,
                                          is_second)
             a = w_u * grad_u + w_v * grad_v
-            _accumulate(g_w_out, units, _per_unit(t * grad_u, WP, NC))
-            _accumulate(g_w_out + WP, units, _per_unit(t * grad_v, WP, NC))
+            _accumulate(g_w_out, units, _unit_sum(t * grad_u, WP))
+            _accumulate(g_w_out + WP, units, _unit_sum(t * grad_v, WP))
             _accumulate(g_b_out, 0, tl.sum(tl.where(is_value, grad_u, 0.0)))
             _accumulate(g_b_out, 1, tl.sum(tl.where(is_value, grad_v, 0.0)))
         else:
@@ -245,7 +239,7 @@ def mlp_jets_backward_kernel(
                 grad_y = tl.load(grad_out_ptr + tl.maximum(channel, 0).to(tl.int64) * N * OUT_DIM + rows * OUT_DIM + o,
                                  mask=(channel >= 0) & row_mask, other=0.0)
                 a += tl.load(w_out_ptr + o * WP + u) * grad_y
-                _accumulate(g_w_out + o * WP, units, _per_unit(t * grad_y, WP, NC))
+                _accumulate(g_w_out + o * WP, units, _unit_sum(t * grad_y, WP))
                 _accumulate(g_b_out, o, tl.sum(tl.where(is_value, grad_y, 0.0)))
 
         # hidden layers, last to first. Z_k and the jet under it (T_0, or Z_{k-1} with T_k = act(Z_{k-1})) are
@@ -268,7 +262,7 @@ def mlp_jets_backward_kernel(
                 grad_h_v, grad_r_v = _encoder_grads(grad_d, h_v, r_v, grad_h_v, grad_r_v, is_value, is_second)
                 a = grad_z_jet
             grad_z = _tanh_backward(z, a, is_value, is_ds, is_second, is_live, half)
-            _accumulate(g_b_h + k * WP, units, _per_unit(tl.where(is_value, grad_z, 0.0), WP, NC))
+            _accumulate(g_b_h + k * WP, units, _unit_sum(tl.where(is_value, grad_z, 0.0), WP))
             below = tl.reshape(tl.load(scratch + k * JET + jet_offsets), jet_shape)
             t_in = tl.where(k > 0, _activate(below, h_u, h_v, r_u, r_v, is_value, is_second, is_live, half,
                                              MODIFIED), below)
@@ -282,7 +276,7 @@ def mlp_jets_backward_kernel(
         LAYER: tl.constexpr = IN_DIM * WP
         _input_backward(x_ptr, rows, row_mask, w_in_ptr + FIRST * LAYER, b_in_ptr + FIRST * WP,
                         g_w_in + FIRST * LAYER, g_b_in + FIRST * WP, a, u, dir_slot, is_value, is_ds, is_second,
-                        is_live, half, IN_DIM, WP, NC)
+                        is_live, half, IN_DIM, WP)
         if MODIFIED:
             _encoder_backward(x_ptr, rows, row_mask, h_u, grad_h_u, grad_r_u, dir_slot, g_w_in, g_b_in, IN_DIM, WP)
             _encoder_backward(x_ptr, rows, row_mask, h_v, grad_h_v, grad_r_v, dir_slot, g_w_in + LAYER, g_b_in + WP,
