@@ -300,7 +300,7 @@ def launch_key(meta, burgers, precision):
             precision)
 
 
-def launch_config(meta, burgers, precision, table=LAUNCH_TABLE):
+def launch_config(meta, burgers, precision, table=LAUNCH_TABLE, default=None):
     """(tile, warps) for a configuration, from the table that benchmarks/sm90_static.py --search wrote: the
     measured-best entry, else the table's entry for the same network with the most derivative channels (a
     superset of the work), else what the sm_90a compiles of M3 Burgers at depth 4 favoured (16 points × 4 warps up
@@ -312,12 +312,15 @@ def launch_config(meta, burgers, precision, table=LAUNCH_TABLE):
                and k[3] >= key[3] and k[4] >= key[4]]
     if similar:
         return table[min(similar, key=lambda k: (k[3] + k[4], k))]
-    return (16, 4) if meta["WP"] <= 64 else (8, 8)
+    return default or ((16, 4) if meta["WP"] <= 64 else (8, 8))
 
 
 def backward_launch_config(meta, burgers, precision):
-    """(tile, warps) of the fused backward kernel, from its own table (same search, same rules)."""
-    return launch_config(meta, burgers, precision, BACKWARD_LAUNCH_TABLE)
+    """(tile, warps) of the fused backward kernel, from its own table (same search, same rules); where the table has
+    no entry, 4 points × 8 warps, the least-spilling tile its search found at every width it compiled (the forward's
+    16 × 4 spills 8 KB per thread here: 8520 B against 732 at WP = 64). Under the interpreter, where nothing spills
+    and small tiles only cost time, the forward's default stays."""
+    return launch_config(meta, burgers, precision, BACKWARD_LAUNCH_TABLE, default=None if INTERPRETED else (4, 8))
 
 
 def _pow2(n, at_least=1):
