@@ -10,7 +10,9 @@ with `shared/` in .git/info/exclude); the report says in a row when it or jax is
 after every section, a failed section is a row of the final table, and a correctness failure exits with status 1.
 
 (a) every kernel (jets of MLP and ModifiedMLP, fused Burgers; their fused backward and the fused Burgers loss's
-    gradients to the parameters and ν) against float64 autograd, for every precision;
+    gradients to the parameters and ν) against float64 autograd, for every precision; the cases run in one spawned
+    process per CPU (`--workers`), which also compile the timed sections' kernels into Triton's on-disk cache:
+    compiled one after the other, the kernels alone would take most of a GPU lease;
 (b) residual evaluation at N = 2^20 for W=64 L=4 and W=128 L=6: the fused kernel, the torch Taylor path (eager
     and torch.compile), eager nested autograd, and JAX when the shared baseline script and jax are importable;
 (c) 10^8 points streamed through `evaluate_residuals`, with the peak GPU memory;
@@ -23,6 +25,8 @@ plus the card's fp32 and tf32 matrix-product ceilings measured in the same run.
 import argparse
 import importlib.util
 import json
+import multiprocessing
+import signal
 import os
 import subprocess
 import sys
@@ -105,43 +109,44 @@ def model_for(kind, width, depth, device, seed):
 
 
 # ---------------------------------------------------------------------------------------------- (a) correctness
-def check_kernels(device, smoke):
-    # each (model, width, depth, precision) is a compile: few cases keep the run short; (64, 4) and (128, 6)
-    # are the timed configurations, so their Burgers kernels are compiled once for both sections
-    cases = [(pf.ModifiedMLP, 50, 3), (pf.ModifiedMLP, 64, 4), (pf.ModifiedMLP, 128, 6), (pf.MLP, 100, 1)]
-    if smoke:
-        cases = cases[:1] + cases[3:]
+TIMED_CONFIGS = [(64, 4), (128, 6)]  # (width, depth) of the timed sections, as in BASELINES.md
+CHECK_CASES = [("ModifiedMLP", 128, 6), ("ModifiedMLP", 64, 4), ("ModifiedMLP", 50, 3), ("MLP", 100, 1)]
+
+
+def check_case(kind_name, width, depth, seed, precision, device_type, smoke):
+    """One (network, width, depth, precision): forward jets, fused Burgers fields, their fused backward and the
+    fused Burgers loss's gradients against float64 autograd; returns the two rows (check, grad_check)."""
+    device = torch.device(device_type)
+    kind = getattr(pf, kind_name)
     n = 37 if smoke else 5000 + 13  # not a multiple of the tile
-    spec = JetSpec((0, 1, 2), (0, 1))
-    for seed, (kind, width, depth) in enumerate(cases):
-        model = model_for(kind, width, depth, device, seed)
-        x = torch.rand(n, 3, device=device) * torch.tensor([2.0, 2.0, 1.0], device=device) - \
-            torch.tensor([1.0, 1.0, 0.0], device=device)
-        reference = pf.taylor_jets(model.double(), x.double(), FIRST, SECOND, backend="autograd").detach()
-        model.float()
-        ref_fields = torch.cat([reference[0], residuals_from_jets(reference, 0.02)], 1)
-        for precision in PRECISIONS:
-            out = torch.full((6, n, 2), float("nan"), device=device)
-            kernel.launch(model, x, spec, out, out.new_zeros(1), False, precision)
-            fields = torch.full((n, 4), float("nan"), device=device)
-            burgers_fields(model, x, 0.02, precision=precision, out=fields)
-            errors = [relative_error(out[c], reference[c]) for c in range(6)]
-            burgers_errors = [relative_error(fields[:, c], ref_fields[:, c]) for c in range(4)]
-            unwritten = bool(out.isnan().any() or fields.isnan().any())
-            def meets(tolerance):
-                return (not unwritten and max(errors[:4]) <= tolerance["value_first"]
-                        and max(errors[4:]) <= tolerance["second"] and max(burgers_errors) <= tolerance["second"])
+    model = model_for(kind, width, depth, device, seed)
+    x = torch.rand(n, 3, device=device) * torch.tensor([2.0, 2.0, 1.0], device=device) - \
+        torch.tensor([1.0, 1.0, 0.0], device=device)
+    reference = pf.taylor_jets(model.double(), x.double(), FIRST, SECOND, backend="autograd").detach()
+    model.float()
+    ref_fields = torch.cat([reference[0], residuals_from_jets(reference, 0.02)], 1)
+    out = torch.full((6, n, 2), float("nan"), device=device)
+    kernel.launch(model, x, JetSpec((0, 1, 2), (0, 1)), out, out.new_zeros(1), False, precision)
+    fields = torch.full((n, 4), float("nan"), device=device)
+    burgers_fields(model, x, 0.02, precision=precision, out=fields)
+    errors = [relative_error(out[c], reference[c]) for c in range(6)]
+    burgers_errors = [relative_error(fields[:, c], ref_fields[:, c]) for c in range(4)]
+    unwritten = bool(out.isnan().any() or fields.isnan().any())
 
-            log(kind="check", model=kind.__name__, width=width, depth=depth, precision=precision, n=n,
-                max_err_value_first=max(errors[:4]), max_err_second=max(errors[4:]),
-                max_err_burgers=max(burgers_errors), unwritten=unwritten, meets_fp32_tolerance=meets(TOLERANCE),
-                passed=meets(REQUIRED[precision]))
-        check_gradients(model, x, seed)
+    def meets(tolerance):
+        return (not unwritten and max(errors[:4]) <= tolerance["value_first"]
+                and max(errors[4:]) <= tolerance["second"] and max(burgers_errors) <= tolerance["second"])
+
+    check = dict(kind="check", model=kind_name, width=width, depth=depth, precision=precision, n=n,
+                 max_err_value_first=max(errors[:4]), max_err_second=max(errors[4:]),
+                 max_err_burgers=max(burgers_errors), unwritten=unwritten, meets_fp32_tolerance=meets(TOLERANCE),
+                 passed=meets(REQUIRED[precision]))
+    return [check, check_gradients(model, x, seed, precision)]
 
 
-def check_gradients(model, x, seed):
+def check_gradients(model, x, seed, precision):
     """The fused backward (jets, upstream gradients drawn at random) and the fused Burgers loss (through
-    ν = exp(log ν)) against float64 autograd of the reference jets, every parameter and ν, every precision."""
+    ν = exp(log ν)) against float64 autograd of the reference jets, every parameter and ν."""
     reference = type(model)(model.in_dim, model.out_dim, model.width, model.depth).to(x.device)
     reference.load_state_dict(model.state_dict())
     reference.double()
@@ -152,17 +157,78 @@ def check_gradients(model, x, seed):
     log_nu64 = torch.tensor(0.02, dtype=torch.float64, device=x.device).log().requires_grad_(True)
     residual, _ = pf.burgers_residuals(reference, x.double(), log_nu64.exp(), backend="autograd")
     expected_loss = torch.autograd.grad(residual.square().mean(0).sum(), [*reference.parameters(), log_nu64])
-    for precision in PRECISIONS:
-        got = torch.autograd.grad(pf.taylor_jets(model, x, backend="triton", precision=precision),
-                                  list(model.parameters()), upstream)
-        jets_error = max(relative_error(a, b) for a, b in zip(got, expected_jets))
-        log_nu = torch.tensor(0.02, device=x.device).log().requires_grad_(True)
-        loss = burgers_loss(model, x, log_nu.exp(), precision=precision)
-        got = torch.autograd.grad(loss, [*model.parameters(), log_nu])
-        loss_error = max(relative_error(a, b) for a, b in zip(got, expected_loss))
-        log(kind="grad_check", model=type(model).__name__, width=model.width, depth=model.depth, precision=precision,
-            n=x.shape[0], max_err_jets_grad=jets_error, max_err_burgers_loss_grad=loss_error,
-            passed=max(jets_error, loss_error) <= GRADIENT_TOLERANCE[precision])
+    got = torch.autograd.grad(pf.taylor_jets(model, x, backend="triton", precision=precision),
+                              list(model.parameters()), upstream)
+    jets_error = max(relative_error(a, b) for a, b in zip(got, expected_jets))
+    log_nu = torch.tensor(0.02, device=x.device).log().requires_grad_(True)
+    loss = burgers_loss(model, x, log_nu.exp(), precision=precision)
+    got = torch.autograd.grad(loss, [*model.parameters(), log_nu])
+    loss_error = max(relative_error(a, b) for a, b in zip(got, expected_loss))
+    return dict(kind="grad_check", model=type(model).__name__, width=model.width, depth=model.depth,
+                precision=precision, n=x.shape[0], max_err_jets_grad=jets_error, max_err_burgers_loss_grad=loss_error,
+                passed=max(jets_error, loss_error) <= GRADIENT_TOLERANCE[precision])
+
+
+def warm_residuals(width, depth, precision, device_type, smoke):
+    """Compiles the Burgers kernel exactly as section (b) launches it (N = 2^20 specialises differently)."""
+    model = model_for(pf.ModifiedMLP, width, depth, torch.device(device_type), 0).float()
+    burgers_fields(model, torch.rand(1 << (8 if smoke else 20), 3, device=device_type), 0.02, precision=precision)
+    return []
+
+
+def warm_train_step(overrides, device_type):
+    """Compiles the kernels of one triton training step: section (d)'s, or the main job's of section (e)."""
+    config = pf.TrainConfig(**overrides, backend="triton")
+    with tempfile.TemporaryDirectory() as tmp:
+        trainer = pf.Trainer(pf.make_observations(0.02, config.batch_size, seed=0), config, Path(tmp) / "run",
+                             device_type)
+        trainer.train_step()
+    return []
+
+
+def step_configs(smoke):
+    return [(16, 1)] if smoke else TIMED_CONFIGS
+
+
+def step_config(width, depth, smoke):
+    """Section (d)'s training step: M4 with annealing every step (Nr = 16384, Nd = 2048; tiny in a smoke run)."""
+    n_r, n_d = (64, 32) if smoke else (16384, 2048)
+    return dict(model="m4", width=width, depth=depth, n_collocation=n_r, batch_size=n_d, anneal_period=1,
+                nu_warmup=0)
+
+
+def in_worker(job):
+    """A job's rows, or one error row: one failing case must not hide the others."""
+    function, args = job
+    try:
+        torch.backends.cuda.matmul.allow_tf32 = False
+        return function(*args)
+    except Exception:
+        return [dict(kind="error", step=f"correctness {function.__name__}{args[:4]}",
+                     error=traceback.format_exc()[-1500:])]
+
+
+def check_kernels(device, smoke, workers):
+    """Every case × precision, plus the compiles of the timed sections, in ``workers`` spawned processes side by
+    side: compiling (seconds per kernel, single-threaded) would otherwise take most of the GPU time; the processes
+    fill Triton's on-disk cache, which the timed sections then find. One process (``workers`` ≤ 1) runs them here."""
+    cases = CHECK_CASES[2:] if smoke else CHECK_CASES  # slowest compiles first
+    jobs = [(check_case, (kind, width, depth, seed, precision, device.type, smoke))
+            for seed, (kind, width, depth) in enumerate(cases) for precision in PRECISIONS]
+    jobs += [(warm_train_step, (step_config(width, depth, smoke), device.type)) for width, depth in step_configs(smoke)]
+    if not smoke:  # a smoke run has nothing to compile; these only fill the cache
+        jobs += [(warm_train_step, ({}, device.type))]
+        jobs += [(warm_residuals, (width, depth, precision, device.type, smoke))
+                 for width, depth in TIMED_CONFIGS for precision in PRECISIONS]
+    if workers <= 1:
+        results = map(in_worker, jobs)
+    else:
+        context = multiprocessing.get_context("spawn")  # CUDA cannot be used in forked children
+        with context.Pool(min(workers, len(jobs))) as pool:  # leaving it (SIGTERM too) terminates the workers
+            results = pool.map(in_worker, jobs, chunksize=1)
+    for rows in results:
+        for row in rows:
+            log(**row)
 
 
 # ---------------------------------------------------------------------------------------------- (b) timings
@@ -178,7 +244,7 @@ def autograd_residuals(model, x, nu):
 
 
 def time_residuals(device, smoke, baselines):
-    configs = [(64, 4), (128, 6)]
+    configs = TIMED_CONFIGS
     n = 1 << (8 if smoke else 20)
     nu = torch.tensor(0.02, device=device)
     for width, depth in configs:
@@ -253,25 +319,22 @@ def stream_large(device, smoke):
 def time_train_steps(device, smoke, baselines):
     """pinnfast's own training step (sampling, fused or torch losses, annealing statistics, λ, Adam, decay) on
     both backends, then the shared script's torch steps (JAX's came with section (b))."""
-    configs = [(16, 1)] if smoke else [(64, 4), (128, 6)]
-    n_r, n_d = (64, 32) if smoke else (16384, 2048)
-    observations = pf.make_observations(0.02, n_d, seed=0)
-    for width, depth in configs:
+    observations = pf.make_observations(0.02, step_config(16, 1, smoke)["batch_size"], seed=0)
+    for width, depth in step_configs(smoke):
         for backend in ("triton", "torch"):
-            config = pf.TrainConfig(model="m4", width=width, depth=depth, n_collocation=n_r, batch_size=n_d,
-                                    anneal_period=1, nu_warmup=0, backend=backend)
+            config = pf.TrainConfig(**step_config(width, depth, smoke), backend=backend)
             try:
                 with tempfile.TemporaryDirectory() as tmp:
                     trainer = pf.Trainer(observations, config, Path(tmp) / "run", device.type)
                     ms = timed(trainer.train_step, smoke)
-                log(kind="train_step_anneal", impl=f"pinnfast_{backend}", Nr=n_r, Nd=n_d, ms=ms,
-                    Mpts_per_s=n_r / ms / 1e3, width=width, depth=depth)
+                log(kind="train_step_anneal", impl=f"pinnfast_{backend}", Nr=config.n_collocation,
+                    Nd=config.batch_size, ms=ms, Mpts_per_s=config.n_collocation / ms / 1e3, width=width, depth=depth)
             except Exception as exc:
                 log(kind="train_step_anneal", impl=f"pinnfast_{backend}", error=repr(exc)[:200], width=width,
                     depth=depth)
         if baselines is not None and not smoke:
             baselines.RESULTS.clear()
-            baselines.run_torch(width, depth, n_r, n_d, 4096)
+            baselines.run_torch(width, depth, config.n_collocation, config.batch_size, 4096)
             for row in baselines.RESULTS:
                 if row.get("kind") == "train_step_anneal":
                     log(**row)
@@ -401,6 +464,14 @@ def find_baselines(explicit):
     return baselines
 
 
+class OutOfTime(Exception):
+    pass
+
+
+def out_of_time(signum, frame):
+    raise OutOfTime
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, CPU interpreter: checks the script only")
@@ -408,7 +479,12 @@ def main():
     parser.add_argument("--baselines", default=None, help="path of bench_baselines.py (for JAX); default: "
                                                           "shared/baselines/ in the repository or beside it")
     parser.add_argument("--budget", type=float, default=500.0,
-                        help="seconds the whole report may take; the end-to-end infer section uses what is left")
+                        help="seconds the whole report may take: a section that starts after it is skipped (a row "
+                             "says so), the end-to-end infer section uses what is left, and SIGTERM (e.g. from "
+                             "`timeout`) ends the section running, still printing the table")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="processes that check and compile side by side (default: one per CPU on a GPU, "
+                             "1 in a smoke run)")
     args = parser.parse_args()
     device = torch.device("cpu" if args.smoke else "cuda")
     if not args.smoke and not torch.cuda.is_available():
@@ -420,16 +496,25 @@ def main():
         date=time.strftime("%Y-%m-%d"))
     baselines = None if args.quick else find_baselines(args.baselines)
     deadline = time.perf_counter() + args.budget
-    sections = [("correctness", check_kernels)]
+    workers = args.workers or (1 if args.smoke else os.cpu_count())
+    signal.signal(signal.SIGTERM, out_of_time)
+    sections = [("correctness", lambda d, s: check_kernels(d, s, workers))]
     if not args.quick:
         sections += [("ceilings", time_ceilings), ("residual_eval", lambda d, s: time_residuals(d, s, baselines)),
                      ("train_step", lambda d, s: time_train_steps(d, s, baselines)), ("stream", stream_large),
                      ("infer", lambda d, s: time_infer(d, s, deadline))]
     for section, step in sections:
         started = time.perf_counter()
+        if started > deadline:
+            log(kind="note", section=section, note=f"skipped: the report's {args.budget:.0f} s budget is spent")
+            continue
         try:
             step(device, args.smoke)
             print(f"-- section {section} done in {time.perf_counter() - started:.1f} s", flush=True)
+        except OutOfTime:
+            log(kind="error", step=section, error="stopped by SIGTERM (out of time)")
+            write_json()
+            break
         except Exception:
             log(kind="error", step=section, error=traceback.format_exc()[-1500:])
         write_json()

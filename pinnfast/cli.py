@@ -517,8 +517,13 @@ class _Interrupted(Exception):
 
 
 def _plot(out, summary):
-    from .plots import plot_training
-
+    """training.png, unless matplotlib is missing (installed with --no-deps): the results stand without it."""
+    try:
+        from .plots import plot_training
+    except ModuleNotFoundError as missing:
+        print(f"pinnfast: note: no {PLOT} ({missing.name} is not installed); the results are in {out}",
+              file=sys.stderr)
+        return
     plot_training(out / METRICS_CSV, out / PLOT, summary)
 
 

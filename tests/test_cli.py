@@ -137,6 +137,18 @@ def test_infer_writes_the_run_folder(tmp_path, capsys):
     assert "nu = " in capsys.readouterr().out
 
 
+def test_infer_without_matplotlib_keeps_its_results(tmp_path, capsys, monkeypatch):
+    """Installed with --no-deps (the GPU machine), matplotlib may be missing: no plot, a note, the results kept."""
+    monkeypatch.delitem(sys.modules, "pinnfast.plots", raising=False)
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib → ModuleNotFoundError
+    out = tmp_path / "run"
+    assert main(["infer", "--out", str(out), "--steps", "3", "--quiet"]) == 0
+    captured = capsys.readouterr()
+    assert json.loads((out / "result.json").read_text())["steps"] == 3 and (out / "checkpoint.pt").is_file()
+    assert not (out / "training.png").exists() and "matplotlib is not installed" in captured.err
+    assert "nu = " in captured.out
+
+
 def test_help_explains_every_option(capsys):
     with pytest.raises(SystemExit):
         main(["infer", "--help"])

@@ -13,7 +13,8 @@ SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_report.py"
 
 def test_gpu_report_smoke_run(tmp_path):
     env = dict(os.environ, TRITON_INTERPRET="1", OUT=str(tmp_path))
-    result = subprocess.run([sys.executable, str(SCRIPT), "--smoke"], capture_output=True, text=True, env=env,
+    # two worker processes: the spawned pool that checks and compiles side by side on the GPU machine
+    result = subprocess.run([sys.executable, str(SCRIPT), "--smoke", "--workers", "2"], capture_output=True, text=True, env=env,
                             timeout=900)
     assert result.returncode == 0, result.stderr[-2000:]
     rows = json.loads((tmp_path / "gpu_report.json").read_text())
