@@ -352,8 +352,10 @@ def time_infer(device, smoke, deadline):
     with tempfile.TemporaryDirectory() as tmp:
         started = time.perf_counter()
         try:
+            # run from the temporary folder: in the repository, `-m pinnfast` would find the source folder, which
+            # lacks pinnfast.kernels unless the install is editable
             done = subprocess.run([sys.executable, "-m", "pinnfast", "infer", "--out", f"{tmp}/run", "--quiet"],
-                                  capture_output=True, text=True, timeout=limit)
+                                  capture_output=True, text=True, timeout=limit, cwd=tmp)
         except subprocess.TimeoutExpired:
             log(kind="infer", error=f"did not finish within the {limit:.0f} s left of the report's budget")
             return
