@@ -25,9 +25,8 @@ plus the card's fp32 and tf32 matrix-product ceilings measured in the same run.
 import argparse
 import importlib.util
 import json
-import multiprocessing
-import signal
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -38,12 +37,14 @@ from pathlib import Path
 import torch
 
 os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")  # JAX must not take the card's memory up front
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/, also when loaded by file path (tests)
 
 import pinnfast as pf  # noqa: E402
 from pinnfast.burgers import FIRST, SECOND, residuals_from_jets  # noqa: E402
 from pinnfast.jets import JetSpec  # noqa: E402
 from pinnfast.kernels import PRECISIONS, burgers_fields, burgers_loss  # noqa: E402
 from pinnfast.kernels import jets as kernel  # noqa: E402
+from side_by_side import run_side_by_side  # noqa: E402
 
 TOLERANCE = {"value_first": 1e-5, "second": 1e-4}  # the accuracy a precision mode must meet to be the default
 # What each mode must meet not to count as a failure: tf32 (10-bit mantissa) is documented as coarse.
@@ -197,17 +198,6 @@ def step_config(width, depth, smoke):
                 nu_warmup=0)
 
 
-def in_worker(job):
-    """A job's rows, or one error row: one failing case must not hide the others."""
-    function, args = job
-    try:
-        torch.backends.cuda.matmul.allow_tf32 = False
-        return function(*args)
-    except Exception:
-        return [dict(kind="error", step=f"correctness {function.__name__}{args[:4]}",
-                     error=traceback.format_exc()[-1500:])]
-
-
 def check_kernels(device, smoke, workers):
     """Every case × precision, plus the compiles of the timed sections, in ``workers`` spawned processes side by
     side: compiling (seconds per kernel, single-threaded) would otherwise take most of the GPU time; the processes
@@ -220,14 +210,10 @@ def check_kernels(device, smoke, workers):
         jobs += [(warm_train_step, ({}, device.type))]
         jobs += [(warm_residuals, (width, depth, precision, device.type, smoke))
                  for width, depth in TIMED_CONFIGS for precision in PRECISIONS]
-    if workers <= 1:
-        results = map(in_worker, jobs)
-    else:
-        context = multiprocessing.get_context("spawn")  # CUDA cannot be used in forked children
-        with context.Pool(min(workers, len(jobs))) as pool:  # leaving it (SIGTERM too) terminates the workers
-            results = pool.map(in_worker, jobs, chunksize=1)
-    for rows in results:
-        for row in rows:
+    for (function, args), (rows, error) in zip(jobs, run_side_by_side(jobs, workers)):
+        if error is not None:  # one failing case must not hide the others
+            log(kind="error", step=f"correctness {function.__name__}{args[:4]}", error=error)
+        for row in rows or []:
             log(**row)
 
 

@@ -312,15 +312,15 @@ def backward_programs(device, tiles, programs=None):
     return max(1, min(int(programs), tiles))
 
 
-def launch_backward(model, x, spec, precision, *, grad_out=None, nu=None, block=None, programs=None):
+def launch_backward(model, x, spec, precision, *, grad_out=None, nu=None, block=None, programs=None, warps=None):
     """Sums over the points of the packed weights' gradients (dict of tensors, see :func:`new_partials`), from
     ``grad_out`` (jets layout) or, when ``grad_out`` is None, from the Burgers residual loss at ν (then
-    ``scalars`` = (L_r, ∂L_r/∂ν))."""
+    ``scalars`` = (L_r, ∂L_r/∂ν)). ``block``, ``warps`` and ``programs`` override the launch table (tuning)."""
     burgers = grad_out is None
     packed = packed_weights(model, spec, x.device)
     meta = packed["meta"]
-    best_block, warps = backward_launch_config(meta, burgers, precision)
-    block = block or best_block
+    best_block, best_warps = backward_launch_config(meta, burgers, precision)
+    block, warps = block or best_block, warps or best_warps
     n = x.shape[0]
     dummy = x.new_zeros(1)
     grad_out = dummy if burgers else grad_out.contiguous().float()
