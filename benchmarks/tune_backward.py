@@ -27,7 +27,9 @@ from pinnfast.kernels import backward, jets as kernel  # noqa: E402
 from side_by_side import run_side_by_side  # noqa: E402
 import sm90_static  # noqa: E402
 
-CANDIDATES = [(4, 8), (4, 4), (8, 4), (8, 8), (16, 4), (16, 8)]
+# 16-point tiles spill ~8 KB per thread at W=64 (sm90_static.py --backward) and take minutes to compile: the first
+# GPU run of this script, with them, spent its 105 s compiling and timed nothing
+CANDIDATES = [(4, 8), (4, 4), (8, 4), (8, 8)]
 PROGRAMS_PER_SM = [1, 2, 4]
 DIFFERS_AT_MOST = 1e-4  # relative, from the first candidate's gradients: more is a wrong kernel, never a choice
 # (name, width, depth, points, Burgers loss or value-only jets backward)
@@ -82,8 +84,8 @@ def measure(workers, workloads=WORKLOADS, candidates=CANDIDATES, programs_per_sm
     """Rows of (workload, width, depth, N, tile, warps, programs_per_sm, ms) on this GPU."""
     jobs = [(compile_one, (w, d, n, burgers, block, warps)) for _, w, d, n, burgers in
             sorted(workloads, key=lambda job: -job[1]) for block, warps in candidates]
-    failed = {args[:2] + args[3:]: error for (_, args), (_, error) in zip(jobs, run_side_by_side(jobs, workers))
-              if error is not None}
+    outcomes = run_side_by_side(jobs, workers, lambda k, s: print(f"compiled {k}/{len(jobs)} in {s:.0f} s", flush=True))
+    failed = {args[:2] + args[3:]: error for (_, args), (_, error) in zip(jobs, outcomes) if error is not None}
     cuda = DEVICE == "cuda"
     sms = torch.cuda.get_device_properties(0).multi_processor_count if cuda else 1
     print(f"{torch.cuda.get_device_name() if cuda else 'cpu (dry run)'}: fused backward, tf32x3, ms (median of 20) per tile × warps and "
