@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from .errors import PinnfastError
-from .jets import VALUE_ONLY, gate_jet, input_jet, linear_jet, tanh_jet
+from .jets import VALUE_ONLY, gate_jet, input_jet, linear_jet, stacked, tanh_jet
 
 
 class MemberLinear(nn.Module):
@@ -88,10 +88,11 @@ class MLP(_JetNetwork):
         self.output = _xavier_linear(self.width, self.out_dim, members)
 
     def taylor(self, x, spec):
+        """Jets ``(C, ..., N, out)`` in ``spec``'s channel order (value, first, second)."""
         h = tanh_jet(self._input_jet(x, self.input_layer, spec), spec)
         for layer in self.hidden:
             h = tanh_jet(linear_jet(h, layer), spec)
-        return linear_jet(h, self.output)
+        return stacked(linear_jet(h, self.output))
 
 
 class ModifiedMLP(_JetNetwork):
@@ -115,5 +116,5 @@ class ModifiedMLP(_JetNetwork):
         h = tanh_jet(self._input_jet(x, self.input_layer, spec), spec)
         for gate in self.gates:
             h = gate_jet(u, v, tanh_jet(linear_jet(h, gate), spec), spec)
-        return linear_jet(h, self.output)
+        return stacked(linear_jet(h, self.output))
 
