@@ -33,6 +33,11 @@ CASES = {
     "J": ("wave", 0.05, pf.burgers.DEMO_BOX, 2000, 0.03, 0.015),
     "K": ("cole-hopf", 0.1, ((1.0, 1.0, 0.0), (3.0, 3.0, 2.0)), 800, 0.01, 0.03),
     "L": ("wave", 0.01, pf.burgers.DEMO_BOX, 4000, 0.01, 0.05),
+    # issue 13's grid: ν from 0.005 to 0.1, clean and 1 % noise, started 2–5× away on both sides, sparse data
+    "M": ("wave", 0.005, pf.burgers.DEMO_BOX, 2000, 0.01, 0.001),
+    "N": ("cole-hopf", 0.01, UNIT, 2000, 0.0, 0.04),
+    "O": ("wave", 0.05, ((2.0, 2.0, 1.0), (4.0, 4.0, 2.0)), 500, 0.01, 0.2),
+    "P": ("wave", 0.1, pf.burgers.DEMO_BOX, 2000, 0.0, 0.02),
 }
 
 
