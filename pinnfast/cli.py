@@ -78,7 +78,8 @@ TUNING = (
 # Options that define a run: with --resume they must match the checkpoint (flag: config field).
 RUN_OPTIONS = {"--model": "model", "--seed": "seed", "--nu-init": "nu_init", "--width": "width", "--depth": "depth",
                "--collocation": "n_collocation", "--batch-size": "batch_size", "--ensemble": "ensemble",
-               "--anneal-weighted": "anneal_weighted", **{flag: field for flag, field, _, _ in TUNING}}
+               "--anneal-weighted": "anneal_weighted", "--float64": "dtype",
+               **{flag: field for flag, field, _, _ in TUNING}}
 
 
 def _six_numbers(text):
@@ -259,6 +260,8 @@ def _run_options(command, run_flags):
     command.add_argument("--anneal-weighted", action="store_const", const=True,
                          help="annealing statistic from ∇(λ_i L_i) with the current λ_i, as the authors' code "
                               "(default: ∇L_i, the paper's formula)")
+    command.add_argument("--float64", action="store_const", const="float64",
+                         help="train in float64 (torch backend; about 2× the time of the default float32)")
     command.add_argument("--max-steps", type=_positive_int,
                          help="while ν still moves at --steps (by more than --tol/4 between the halves of its "
                               "averaging window), the target is raised by half at a time up to this many steps "

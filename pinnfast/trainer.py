@@ -42,6 +42,7 @@ MODELS = {  # name: (network class, annealing)
 }
 DEVICES = ("auto", "cpu", "cuda")
 BACKENDS = ("auto", "torch", "triton")
+DTYPES = ("float32", "float64")  # float64: the torch backend only (the kernels compute in float32)
 TRITON_MAX_WIDTH = 128  # the fused kernels' widest network
 DRIFT_FRACTION = 0.25  # ν "still moves" when its window halves differ by more than this fraction of tol
 PROBLEMS = ("burgers", "helmholtz", "klein-gordon")
@@ -97,6 +98,7 @@ class TrainConfig:
     max_steps: int = None
     backend: str = "auto"
     keep_checkpoints: tuple = ()
+    dtype: str = "float32"
 
     def validate(self):
         if self.model not in MODELS:
@@ -118,6 +120,8 @@ class TrainConfig:
             raise PinnfastError(f"tol must be between 0 and 1 (a relative accuracy), got {self.tol}")
         if self.backend not in BACKENDS:
             raise PinnfastError(f"unknown backend {self.backend!r}; choose one of {', '.join(BACKENDS)}")
+        if self.dtype not in DTYPES:
+            raise PinnfastError(f"unknown dtype {self.dtype!r}; choose one of {', '.join(DTYPES)}")
 
     @property
     def members(self):
@@ -143,9 +147,12 @@ def resolve_backend(config, device):
     ``triton`` where it cannot run → one clear error."""
     if config.backend == "auto":
         usable = (device.type == "cuda" and config.members is None and config.width <= TRITON_MAX_WIDTH
-                  and importlib.util.find_spec("triton") is not None)
+                  and config.dtype == "float32" and importlib.util.find_spec("triton") is not None)
         return "triton" if usable else "torch"
     if config.backend == "triton":
+        if config.dtype != "float32":
+            raise PinnfastError(f"--backend triton computes in float32; use --backend torch (or auto) with "
+                                f"{config.dtype}")
         if config.members is not None:
             raise PinnfastError(f"--backend triton trains one network, not an ensemble of {config.members}; use "
                                 "--backend torch (or auto) with --ensemble")
@@ -233,7 +240,7 @@ class Trainer:
         elif config.problem == "burgers":  # checked as the CLI checks a file, whoever passes them
             observations = validate_observations(observations, source)
             self.data = {"path": path, "columns": columns, "sha256": observations_sha256(observations)}
-        self.problem = build_problem(config, observations, source).to(self.device)
+        self.problem = build_problem(config, observations, source).to(self.device, getattr(torch, config.dtype))
         self.problem.backend = self.backend = resolve_backend(config, self.device)
         self.named_params = list(self.problem.network.named_parameters())
         self.physical = self.problem.physical()

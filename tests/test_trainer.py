@@ -125,3 +125,23 @@ def test_run_goes_on_while_nu_moves_up_to_max_steps(tmp_path):
                       "cpu").run(progress=False)["steps"] == 30
     with pytest.raises(pf.PinnfastError, match=r"max_steps \(20\) must be at least steps \(30\)"):
         pf.TrainConfig(max_steps=20, **config).validate()
+
+
+def test_float64_trains_the_same_run_in_double_precision(tmp_path, capsys):
+    """dtype=float64 (--float64): every parameter in float64, the same initial network and batches, so a few steps
+    follow the float32 run closely; resumed in float64; the triton backend refuses it in one line."""
+    runs = {}
+    for dtype in ("float32", "float64"):
+        trainer = pf.Trainer(_observations(), pf.TrainConfig(**dict(SMALL, steps=8, nu_warmup=0, dtype=dtype)),
+                             tmp_path / dtype, "cpu")
+        trainer.run(progress=False)
+        runs[dtype] = trainer
+    assert all(p.dtype == torch.float64 for p in runs["float64"].problem.parameters())
+    for p, q in zip(runs["float32"].problem.parameters(), runs["float64"].problem.parameters()):
+        assert torch.allclose(p.double(), q, rtol=1e-3, atol=1e-5)
+    resumed = pf.Trainer.resume(_observations(), tmp_path / "float64", "cpu", steps=10)
+    resumed.run(progress=False)
+    assert resumed.config.dtype == "float64" and all(p.dtype == torch.float64 for p in resumed.problem.parameters())
+    code = main(["infer", "--out", str(tmp_path / "t"), "--steps", "2", "--float64", "--backend", "triton"])
+    err = capsys.readouterr().err
+    assert code == 2 and "triton computes in float32" in err and "Traceback" not in err
