@@ -78,7 +78,7 @@ TUNING = (
 # Options that define a run: with --resume they must match the checkpoint (flag: config field).
 RUN_OPTIONS = {"--model": "model", "--seed": "seed", "--nu-init": "nu_init", "--width": "width", "--depth": "depth",
                "--collocation": "n_collocation", "--batch-size": "batch_size", "--ensemble": "ensemble",
-               "--anneal-weighted": "anneal_weighted", "--float64": "dtype",
+               "--anneal-weighted": "anneal_weighted", "--float64": "dtype", "--lbfgs-steps": "lbfgs_steps",
                **{flag: field for flag, field, _, _ in TUNING}}
 
 
@@ -260,12 +260,22 @@ def _run_options(command, run_flags):
     command.add_argument("--anneal-weighted", action="store_const", const=True,
                          help="annealing statistic from ∇(λ_i L_i) with the current λ_i, as the authors' code "
                               "(default: ∇L_i, the paper's formula)")
+    command.add_argument("--lbfgs-steps", type=_count,
+                         help="after the Adam steps, this many L-BFGS iterations on a fixed batch (4 × --collocation "
+                              "points, every observation), as DeepXDE and the original PINN papers finish; ν is "
+                              "then reported after both (default 0: none)")
     command.add_argument("--float64", action="store_const", const="float64",
                          help="train in float64 (torch backend; about 2× the time of the default float32)")
     command.add_argument("--max-steps", type=_positive_int,
                          help="while ν still moves at --steps (by more than --tol/4 between the halves of its "
                               "averaging window), the target is raised by half at a time up to this many steps "
                               "(default 3 × --steps; equal to --steps: never)")
+    command.add_argument("--min-steps", type=_positive_int,
+                         help="the run ends as soon as ν has settled (checked every 500 steps from this step on: "
+                              "ν moved by at most --tol/4 between the halves of its averaging window and the data "
+                              f"loss no longer falls), else at --steps (default {DEFAULTS.min_steps})")
+    command.add_argument("--fixed-steps", action="store_const", const=False, dest="stop_when_settled",
+                         help="train exactly --steps steps: no early end when ν settles, no extension")
     command.add_argument("--ensemble", type=_positive_int,
                          help="train K independently initialised networks, each with its own ν, collocation points "
                               "and bootstrap resample of the data, as one batched model, and report ν as their mean "
@@ -440,17 +450,20 @@ def _resume_state(args, out):
     return state
 
 
+# Options that say when to write, warn and stop, not what is trained: a resume may change them.
+STOPPING = ("checkpoint_every", "tol", "max_steps", "min_steps", "stop_when_settled", "keep_checkpoints")
+
+
 def _new_config(args):
     """The TrainConfig of a new run: the options given, defaults for the rest."""
     given = {field: getattr(args, _dest(flag), None) for flag, field in RUN_OPTIONS.items()}
-    given.update(steps=args.steps, checkpoint_every=args.checkpoint_every, tol=args.tol, max_steps=args.max_steps,
-                 keep_checkpoints=args.keep_checkpoints)
+    given.update({name: getattr(args, name) for name in STOPPING}, steps=args.steps)
     return TrainConfig(**{field: value for field, value in given.items() if value is not None})
 
 
 def _resumed(trainer, args):
     """A resumed trainer with the options that say when to write, warn and stop (not the run itself)."""
-    for name in ("checkpoint_every", "tol", "max_steps", "keep_checkpoints"):
+    for name in STOPPING:
         if getattr(args, name) is not None:
             setattr(trainer.config, name, getattr(args, name))
     trainer.config.validate()
@@ -547,6 +560,10 @@ def _nu_message(result, name="nu"):
                 f"after a {warmup}-step warm-up; last iterate {result[f'{name}_last']:.6g})")
     if f"{name}_true" in result:
         text += f"; true {result[f'{name}_true']:.6g}: error {100 * result[f'{name}_error']:+.2f} %"
+    if f"{name}_lbfgs" in result:
+        text += f"; after {result['lbfgs_steps']} L-BFGS iterations: {name} = {result[f'{name}_lbfgs']:.6g}"
+        if f"{name}_lbfgs_error" in result:
+            text += f" ({100 * result[f'{name}_lbfgs_error']:+.2f} %)"
     return text
 
 

@@ -164,17 +164,21 @@ class PDEProblem(Problem):
         residual = self.pde.residual
         return residual(self.derivatives(x, residual.spec, residual.user, backend), self.unknown_values())
 
-    def sample(self, generator):
+    def sample(self, generator, n_collocation=None, every_point=False):
+        """One step's batch: ``n_collocation`` (default the problem's) uniform collocation points, each
+        condition's face points, and a random batch of each condition's fixed points (``every_point``: all of
+        them, for a full-batch optimiser)."""
         lead = () if self.members is None else (self.members,)
+        n_collocation = n_collocation or self.n_collocation
         batch = {}
         for name, term in self.pde.conditions.items():
             if term.faces is not None:
                 batch[name] = self._on_faces(term, generator, lead)
-        collocation = uniform(generator, math.prod(lead) * self.n_collocation, self.lo, self.hi)
-        batch["collocation"] = collocation.reshape(*lead, self.n_collocation, self.pde.in_dim)
+        collocation = uniform(generator, math.prod(lead) * n_collocation, self.lo, self.hi)
+        batch["collocation"] = collocation.reshape(*lead, n_collocation, self.pde.in_dim)
         for name, term in self.pde.conditions.items():
             if term.points is not None:
-                batch.update(self._fixed_batch(name, term, generator, lead))
+                batch.update(self._fixed_batch(name, term, generator, lead, every_point))
         return batch
 
     def _on_faces(self, term, generator, lead):
@@ -187,10 +191,10 @@ class PDEProblem(Problem):
             faces.append(points.reshape(*lead, n, self.pde.in_dim))
         return torch.cat(faces, -2)
 
-    def _fixed_batch(self, name, term, generator, lead):
+    def _fixed_batch(self, name, term, generator, lead, every_point=False):
         points, values = getattr(self, f"points_{name}"), getattr(self, f"values_{name}")
         size, n_points = term.batch_size or self.batch_size, points.shape[-2]
-        if size < n_points:
+        if size < n_points and not every_point:
             index = torch.randint(n_points, (*lead, size), generator=generator, device=points.device)
             rows = index if self.members is None else (torch.arange(self.members, device=index.device)[:, None], index)
             points, values = points[rows], None if values is None else values[rows]

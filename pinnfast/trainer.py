@@ -45,6 +45,11 @@ BACKENDS = ("auto", "torch", "triton")
 DTYPES = ("float32", "float64")  # float64: the torch backend only (the kernels compute in float32)
 TRITON_MAX_WIDTH = 128  # the fused kernels' widest network
 DRIFT_FRACTION = 0.25  # ν "still moves" when its window halves differ by more than this fraction of tol
+LBFGS_COLLOCATION = 4  # the L-BFGS batch: this many times n_collocation points, fixed
+LBFGS_CSV = "lbfgs.csv"
+SETTLE_EVERY = 500  # steps between the checks of whether a run has settled (each reads the metrics back)
+SETTLE_FRACTION = 0.5  # a run has settled when ν moved by less than this fraction of tol over its last half
+LOSS_SETTLED = 0.5  # … and no data loss fell below this times its median over the quarter before
 PROBLEMS = ("burgers", "helmholtz", "klein-gordon")
 
 
@@ -99,6 +104,9 @@ class TrainConfig:
     backend: str = "auto"
     keep_checkpoints: tuple = ()
     dtype: str = "float32"
+    stop_when_settled: bool = True
+    min_steps: int = 2000
+    lbfgs_steps: int = 0
 
     def validate(self):
         if self.model not in MODELS:
@@ -106,11 +114,13 @@ class TrainConfig:
         if not self.nu_init > 0:
             raise PinnfastError(f"--nu-init must be positive, got {self.nu_init}")
         for name in ("steps", "width", "depth", "n_collocation", "batch_size", "checkpoint_every", "decay_steps",
-                     "average_last", "ensemble"):
+                     "average_last", "ensemble", "min_steps"):
             if getattr(self, name) < 1:
                 raise PinnfastError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.nu_warmup < 0:
             raise PinnfastError(f"nu_warmup must be >= 0, got {self.nu_warmup}")
+        if self.lbfgs_steps < 0:
+            raise PinnfastError(f"lbfgs_steps must be >= 0, got {self.lbfgs_steps}")
         if self.max_steps is not None and self.max_steps < self.steps:
             raise PinnfastError(f"max_steps ({self.max_steps}) must be at least steps ({self.steps})")
         bad = [step for step in self.keep_checkpoints if not (int(step) == step and step >= 0)]
@@ -263,7 +273,7 @@ class Trainer:
         else:
             self.weights = FixedWeights(n_terms, self.device, members=config.members)
         self.generator = torch.Generator(self.device).manual_seed(self.ranks.seed(config.seed))
-        self.step, self.seconds, self.checkpoint_step = 0, 0.0, None
+        self.step, self.seconds, self.checkpoint_step, self.lbfgs_done = 0, 0.0, None, False
         names = self.problem.term_names
         self.imbalance_names = [f"imbalance_{n}" for n in names] if MODELS[config.model][1] else []
         self.metric_names = ["step", "loss", "loss_r", *(f"loss_{n}" for n in names),
@@ -316,7 +326,7 @@ class Trainer:
     # ----------------------------------------------------------------- the run
     @property
     def finished(self):
-        return self.step >= self.config.steps
+        return self.step >= self.config.steps and (self.config.lbfgs_steps == 0 or self.lbfgs_done)
 
     def run(self, progress=True):
         """Train up to ``config.steps``, checkpointing; returns :meth:`result`. A finished run writes nothing."""
@@ -342,14 +352,57 @@ class Trainer:
                         bar.set_postfix({name: f"{value:.4g}" for name, value in zip(self.metric_names, rows[-1])
                                          if name == "loss" or name in self.unknowns})
                     pending = []
+                    settled = self.step < self.config.steps and self._settled()
+                    if settled:  # the run ends here, and a resume finds it finished
+                        self.config.steps = self.step
+                        self.save_checkpoint()
                     if self.step == self.config.steps:  # the loop ends here unless ν still moves
                         result = self.ranks.on_main(self.result)  # from rank 0's metrics, for every rank
                         if self._extend(result) and bar is not None:
                             bar.total = self.config.steps
+        if self.config.lbfgs_steps and not self.lbfgs_done:
+            self._lbfgs_finish()
+            result = self.ranks.on_main(self.result)
         for name in self.unknowns:
             if result[f"{name}_warning"]:
                 warnings.warn(result[f"{name}_warning"], PinnfastWarning)
         return result
+
+    def _lbfgs_finish(self):
+        """Up to ``lbfgs_steps`` iterations of L-BFGS (strong Wolfe line search; it also ends when the loss stops
+        changing) after the Adam steps, on one fixed batch (``LBFGS_COLLOCATION`` × ``n_collocation`` points drawn
+        from the run's stream, every observation) with λ as Adam left it, as DeepXDE and the original PINN papers
+        finish; torch ops. Deterministic from the checkpoint, so a run cut during this phase redoes it on resume.
+        Writes ``lbfgs.csv`` (each loss evaluation: loss and every unknown)."""
+        if self.ranks.world > 1:
+            raise PinnfastError("--lbfgs-steps runs in one process; leave out --nproc")
+        started = time.perf_counter()
+        batch = self.problem.sample(self.generator, LBFGS_COLLOCATION * self.config.n_collocation, every_point=True)
+        lam = self.weights.lambdas.detach().clone()
+        backend, self.problem.backend = self.problem.backend, "torch"
+        optimizer = torch.optim.LBFGS(self.params, max_iter=self.config.lbfgs_steps, history_size=50,
+                                      line_search_fn="strong_wolfe")
+        rows = []
+
+        def closure():
+            optimizer.zero_grad(set_to_none=True)
+            loss_r, terms = self.problem.losses(batch)
+            loss = loss_r.sum() + (lam * torch.stack(terms)).sum()  # as train_step: members are independent
+            loss.backward()
+            rows.append([len(rows) + 1, loss.item(), *(v.mean().item() for v in self.problem.logged().values())])
+            return loss
+
+        optimizer.step(closure)
+        self.problem.backend = backend
+        if not all(math.isfinite(value) for value in rows[-1][1:]):
+            raise TrainingDiverged(f"L-BFGS reached a non-finite loss; the Adam run's checkpoint (step {self.step}) "
+                                   f"is kept in {self.out_dir / CHECKPOINT}")
+        self.lbfgs_done = True
+        self.seconds += time.perf_counter() - started
+        if self.ranks.main:
+            header = ["evaluation", "loss", *self.problem.logged()]
+            (self.out_dir / LBFGS_CSV).write_text("\n".join(",".join(map(str, row)) for row in [header, *rows]) + "\n")
+        self.save_checkpoint()
 
     def _claim_folder(self):
         """A new run takes an empty folder; a resumed one drops the rows written after its checkpoint (a diverged
@@ -360,12 +413,37 @@ class Trainer:
             cut_metrics_at(self.out_dir, self.metric_names, self.checkpoint_step)
             (self.out_dir / RESULT).unlink(missing_ok=True)  # it described the run at an earlier step
 
+    def _settled(self):
+        """Whether the run may end before its target: checked every ``SETTLE_EVERY`` steps from ``min_steps`` on,
+        when every learned unknown (each ensemble member's) moved by at most ``SETTLE_FRACTION × tol`` between the
+        two quarters of the run that end at this step (after the warm-up), and no data term's loss fell below
+        ``LOSS_SETTLED`` times its median over the earlier quarter. The whole second half of the run, not a short
+        window: ν creeps in slow cases, with plateaus of a thousand steps. Decided on rank 0's metrics, for all."""
+        if (not self.physical or not self.config.stop_when_settled or self.step < self.config.min_steps
+                or self.step % SETTLE_EVERY):
+            return False
+        return self.ranks.on_main(self._settled_here)
+
+    def _settled_here(self):
+        table = metrics_table(self.out_dir)
+        trained = table[table["step"] > self.config.nu_warmup]
+        recent = trained[len(trained) // 2:]
+        if len(recent) < self.config.average_last:
+            return False
+        members = [""] if self.config.members is None else [f"_{k}" for k in range(self.config.members)]
+        moving = [abs(_drift(recent[name + member])) > SETTLE_FRACTION * self.config.tol
+                  for name in self.unknowns for member in members]
+        half = len(recent) // 2
+        falling = [np.median(recent[f"loss_{term}"][half:]) < LOSS_SETTLED * np.median(recent[f"loss_{term}"][:half])
+                   for term in self.problem.term_names]
+        return not any(moving) and not any(falling)
+
     def _extend(self, result):
         """At the target (``result`` there), while ν still moves and the cap allows: raise the target by half
         (10,000 → 15,000 → 22,500 → 30,000), saved at once so that a resume continues the extended run. Returns
         whether it did."""
         drifts = {name: result[f"{name}_drift"] for name in self.unknowns if result[f"{name}_drift"] is not None}
-        if not drifts or self.config.steps >= self.config.max_steps:
+        if not drifts or not self.config.stop_when_settled or self.config.steps >= self.config.max_steps:
             return False
         name = max(drifts, key=lambda key: abs(drifts[key]))  # the unknown that moves most
         drift = drifts[name]
@@ -397,7 +475,8 @@ class Trainer:
         data fit (see :meth:`_summary` for an unknown's entries)."""
         table = metrics_table(self.out_dir) if self.step > 0 else None
         result = {"problem": self.config.problem, "model": self.config.model, "steps": self.step,
-                  "target_steps": self.config.steps, "seconds": self.seconds, "device": str(self.device),
+                  "target_steps": self.config.steps, "lbfgs_steps": self.config.lbfgs_steps if self.lbfgs_done else 0,
+                  "seconds": self.seconds, "device": str(self.device),
                   "backend": self.backend, "world_size": self.ranks.world}
         if self.physical:
             trained = table[table["step"] > self.config.nu_warmup] if table is not None else []
@@ -433,10 +512,14 @@ class Trainer:
             summary.update({name: float(np.mean(means[1:])), f"{name}_members": means[1:],
                             f"{name}_spread": float(np.std(means[1:], ddof=1)),
                             f"{name}_drift": None if drifts[1] is None else max(drifts[1:], key=abs)})
+        if self.lbfgs_done:  # the Adam window as above; the L-BFGS finish's value beside it
+            summary.update({f"{name}_last": float(window[name][-1]), f"{name}_lbfgs": logged[name].mean().item()})
         summary[f"{name}_warning"] = self._identification_warning(name, summary)
         truth = self.nu_true if name == "nu" and self.nu_true is not None else self.unknowns[name].true
         if truth is not None:
             summary.update({f"{name}_true": truth, f"{name}_error": (summary[name] - truth) / truth})
+            if self.lbfgs_done:
+                summary[f"{name}_lbfgs_error"] = (summary[f"{name}_lbfgs"] - truth) / truth
         return summary
 
     def _identification_warning(self, name, summary):
@@ -498,7 +581,7 @@ class Trainer:
                 "problem": self.problem.state_dict(), "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict(), "weights": self.weights.state_dict(),
                 "generators": generators, "world_size": self.ranks.world, "device_type": self.device.type,
-                "data": self.data, "nu_true": self.nu_true, "version": __version__,
+                "data": self.data, "nu_true": self.nu_true, "version": __version__, "lbfgs_done": self.lbfgs_done,
             }, self.step if kept else None)
         if not kept:
             self.checkpoint_step = self.step
@@ -556,6 +639,7 @@ class Trainer:
         generators = state["generators"] if "generators" in state else [state["generator"]]  # older: one stream
         trainer.generator.set_state(generators[trainer.ranks.rank])
         trainer.step, trainer.seconds = state["step"], state["seconds"]
+        trainer.lbfgs_done = state.get("lbfgs_done", False)
         trainer.checkpoint_step = trainer.step
         older = [name for name in trainer.metric_names if name not in trainer.imbalance_names]
         if trainer.imbalance_names and metrics_header(out_dir) == older:  # begun before the ratio was logged

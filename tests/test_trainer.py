@@ -145,3 +145,69 @@ def test_float64_trains_the_same_run_in_double_precision(tmp_path, capsys):
     code = main(["infer", "--out", str(tmp_path / "t"), "--steps", "2", "--float64", "--backend", "triton"])
     err = capsys.readouterr().err
     assert code == 2 and "triton computes in float32" in err and "Traceback" not in err
+
+
+def _write_metrics(trainer, nu, loss_d):
+    """A metrics CSV in the trainer's run folder with these ν and data-loss histories (other columns constant)."""
+    names = trainer.metric_names
+    rows = [[{"step": k + 1, "nu": nu[k], "loss_d": loss_d[k]}.get(name, 1.0) for name in names]
+            for k in range(len(nu))]
+    trainer.out_dir.mkdir(parents=True, exist_ok=True)
+    (trainer.out_dir / METRICS_CSV).write_text(",".join(names) + "\n" + "\n".join(
+        ",".join(repr(float(v)) for v in row) for row in rows) + "\n")
+
+
+def test_settled_means_nu_still_and_data_loss_flat(tmp_path):
+    """The early end's test on a window (tol 1 %: ν may move 0.25 % between its halves; the data loss may fall at
+    most 20 %), against histories made to pass or fail each condition."""
+    config = pf.TrainConfig(**dict(SMALL, steps=5000, average_last=100, nu_warmup=10, tol=0.01))
+    trainer = pf.Trainer(_observations(), config, tmp_path / "run", "cpu")
+    n = 400
+    flat, steps = np.full(n, 1e-4), np.arange(n)
+    rng = np.random.default_rng(0)
+    cases = {"still": (0.02 * (1 + 1e-3 * rng.standard_normal(n)), flat, True),
+             "moving": (0.02 * (1 + 1e-4 * steps), flat, False),  # +0.5 % between the halves
+             "loss falling": (np.full(n, 0.02), 1e-4 * 0.99 ** steps, False),  # −40 % between the halves
+             "window not full": (np.full(n, 0.02)[:60], flat[:60], False)}
+    for name, (nu, loss_d, expected) in cases.items():
+        _write_metrics(trainer, nu, loss_d)
+        assert trainer._settled_here() == expected, name
+
+
+def test_a_settled_run_ends_early_and_stays_finished(tmp_path):
+    """A run whose ν settles ends at a check (a multiple of 500 from min_steps on), not at --steps; a resume finds
+    it finished; stop_when_settled=False trains every step."""
+    config = dict(SMALL, steps=3000, min_steps=500, tol=0.9)  # tol 0.9: ν "settles" at the first check
+    run = pf.Trainer(_observations(), pf.TrainConfig(**config), tmp_path / "early", "cpu")
+    result = run.run(progress=False)
+    assert result["steps"] < 3000 and result["steps"] % 500 == 0 and result["target_steps"] == result["steps"]
+    resumed = pf.Trainer.resume(_observations(), tmp_path / "early", "cpu")
+    assert resumed.finished and resumed.run(progress=False)["nu"] == result["nu"]
+    fixed = pf.Trainer(_observations(), pf.TrainConfig(**dict(config, steps=600, stop_when_settled=False)),
+                       tmp_path / "fixed", "cpu")
+    assert fixed.run(progress=False)["steps"] == 600
+
+
+def test_lbfgs_finish_lowers_the_loss_and_resumes_exactly(tmp_path, monkeypatch):
+    """lbfgs_steps: L-BFGS after the Adam steps on a fixed batch; the loss falls, ν is reported beside the Adam
+    window's, lbfgs.csv traces it; a run cut before the finish redoes it on resume, bit for bit."""
+    config = pf.TrainConfig(**dict(SMALL, steps=30, lbfgs_steps=8))
+    straight = pf.Trainer(_observations(), config, tmp_path / "a", "cpu")
+    result = straight.run(progress=False)
+    trace = np.genfromtxt(tmp_path / "a" / "lbfgs.csv", delimiter=",", names=True)
+    assert trace["loss"][-1] < trace["loss"][0] and result["lbfgs_steps"] == 8
+    assert result["nu_lbfgs"] == pytest.approx(float(trace["nu"][-1]), rel=1e-6) and "nu" in result
+
+    def cut(self):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(pf.Trainer, "_lbfgs_finish", cut)
+    with pytest.raises(KeyboardInterrupt):
+        pf.Trainer(_observations(), config, tmp_path / "b", "cpu").run(progress=False)
+    monkeypatch.undo()
+    resumed = pf.Trainer.resume(_observations(), tmp_path / "b", "cpu")
+    assert resumed.step == 30 and not resumed.finished
+    resumed.run(progress=False)
+    for p, q in zip(straight.problem.parameters(), resumed.problem.parameters()):
+        assert torch.equal(p, q)
+    assert pf.Trainer.resume(_observations(), tmp_path / "b", "cpu").finished
