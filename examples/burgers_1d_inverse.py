@@ -21,7 +21,7 @@ from pinnfast.plots import plot_training
 from pinnfast.runfolder import write_result
 
 NU = 0.01 / np.pi  # the true λ2
-SETTINGS = dict(width=32, depth=3, steps=10000)  # `python examples/burgers_1d_inverse.py` trains with these
+SETTINGS = dict(width=32, depth=3, steps=10000, lr=1e-3, stop_when_settled=False)  # `python examples/burgers_1d_inverse.py` trains with these
 
 
 def exact(x, t, nu=NU, nodes=2001):

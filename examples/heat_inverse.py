@@ -18,7 +18,7 @@ from pinnfast.plots import plot_training
 from pinnfast.runfolder import write_result
 
 KAPPA = 0.02
-SETTINGS = dict(width=32, depth=3, steps=5000)  # `python examples/heat_inverse.py` trains with these
+SETTINGS = dict(width=32, depth=3, steps=5000, lr=1e-3, stop_when_settled=False)  # `python examples/heat_inverse.py` trains with these
 
 
 def exact(x, t, kappa=KAPPA):

@@ -133,7 +133,7 @@ def test_unknowns_positive_as_logs_each_at_its_own_rate(tmp_path):
     trainer = pf.Trainer(pde, pf.TrainConfig(steps=3, **TINY), tmp_path, "cpu")
     problem = trainer.problem
     assert problem.log_kappa.item() == pytest.approx(math.log(0.3)) and problem.c.item() == pytest.approx(-0.7)
-    assert [group["lr"] for group in trainer.optimizer.param_groups] == [1e-3, 0.05, trainer.config.nu_lr]
+    assert [group["lr"] for group in trainer.optimizer.param_groups] == [trainer.config.lr, 0.05, trainer.config.nu_lr]
     assert trainer.optimizer.param_groups[1]["params"] == [problem.log_kappa]
     result = trainer.run(progress=False)
     assert result["problem"] == "heat" and result["kappa"] > 0 and {"kappa_window", "c_std"} <= set(result)

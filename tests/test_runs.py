@@ -121,7 +121,7 @@ def test_resume_when_the_data_file_is_gone(tmp_path, capsys):
 
 @pytest.mark.parametrize("flag,value,stored", [("--model", "m3", "m4"), ("--seed", "5", "0"),
                                                ("--nu-init", "0.07", "0.05"), ("--width", "16", "8"),
-                                               ("--collocation", "64", "32"), ("--lr", "0.002", "0.001"),
+                                               ("--collocation", "64", "32"), ("--lr", "0.002", "0.003"),
                                                ("--anneal-mean", "per-layer", "global")])
 def test_resume_refuses_options_that_change_the_run(flag, value, stored, tmp_path, capsys):
     out = tmp_path / "run"

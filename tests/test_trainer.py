@@ -77,13 +77,13 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypatch, ca
 
 
 def test_short_run_moves_nu_towards_the_truth(tmp_path):
-    """The shipped example (ν = 0.02): from ν_init = 0.05 (150 % off), 800 default M4 steps get within 30 %
-    (ν averaged over the last 50 steps)."""
+    """The shipped example (ν = 0.02): from ν_init = 0.05 (150 % off), 600 default M4 steps get within 15 %
+    (ν averaged over the last 50 steps; measured: 5 %), with ν still moving (−1 % over that window)."""
     observations = pf.load_observations(pf.data.default_data_path())
-    config = pf.TrainConfig(steps=800, nu_init=0.05, average_last=50, max_steps=800)
+    config = pf.TrainConfig(steps=600, nu_init=0.05, average_last=50, max_steps=600)
     with pytest.warns(pf.PinnfastWarning, match="ν is not identified well by these data: ν was still moving"):
         result = pf.Trainer(observations, config, tmp_path, "cpu").run(progress=False)  # and it says so
-    assert abs(result["nu"] - SHIPPED_NU) / SHIPPED_NU < 0.30, result["nu"]
+    assert abs(result["nu"] - SHIPPED_NU) / SHIPPED_NU < 0.15, result["nu"]
 
 
 def test_existing_run_is_not_overwritten(tmp_path, capsys):
@@ -158,8 +158,8 @@ def _write_metrics(trainer, nu, loss_d):
 
 
 def test_settled_means_nu_still_and_data_loss_flat(tmp_path):
-    """The early end's test on a window (tol 1 %: ν may move 0.25 % between its halves; the data loss may fall at
-    most 20 %), against histories made to pass or fail each condition."""
+    """The early end's test on the run's second half (tol 1 %: ν may move 0.25 % between its quarters; the data
+    loss may fall at most 10 %), against histories made to pass or fail each condition."""
     config = pf.TrainConfig(**dict(SMALL, steps=5000, average_last=100, nu_warmup=10, tol=0.01))
     trainer = pf.Trainer(_observations(), config, tmp_path / "run", "cpu")
     n = 400
@@ -174,9 +174,10 @@ def test_settled_means_nu_still_and_data_loss_flat(tmp_path):
         assert trainer._settled_here() == expected, name
 
 
-def test_a_settled_run_ends_early_and_stays_finished(tmp_path):
+def test_a_settled_run_ends_early_and_stays_finished(tmp_path, monkeypatch):
     """A run whose ν settles ends at a check (a multiple of 500 from min_steps on), not at --steps; a resume finds
     it finished; stop_when_settled=False trains every step."""
+    monkeypatch.setattr(pf.trainer, "LOSS_SETTLED", 0.0)  # the data-loss condition has its own test above
     config = dict(SMALL, steps=3000, min_steps=500, tol=0.9)  # tol 0.9: ν "settles" at the first check
     run = pf.Trainer(_observations(), pf.TrainConfig(**config), tmp_path / "early", "cpu")
     result = run.run(progress=False)
