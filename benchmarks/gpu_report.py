@@ -45,6 +45,7 @@ from pinnfast.jets import JetSpec  # noqa: E402
 from pinnfast.kernels import PRECISIONS, burgers_fields, burgers_loss  # noqa: E402
 from pinnfast.kernels import jets as kernel  # noqa: E402
 from side_by_side import run_side_by_side  # noqa: E402
+from timing import timed  # noqa: E402
 
 TOLERANCE = {"value_first": 1e-5, "second": 1e-4}  # the accuracy a precision mode must meet to be the default
 # What each mode must meet not to count as a failure: tf32 (10-bit mantissa) is documented as coarse.
@@ -65,26 +66,6 @@ def relative_error(actual, expected):
 def flops_per_point(width, depth):
     """Matrix-product FLOPs of the forward jets per point (3 input layers, L gates on 6 channels, output)."""
     return 3 * 2 * 3 * width + depth * 6 * 2 * width * width + 6 * 2 * width * 2
-
-
-def timed(fn, smoke, budget_ms=300.0, at_least=5):
-    """Median milliseconds over at least ``at_least`` calls (more while within ``budget_ms``), with CUDA events
-    after two warm-up calls; the wall clock of one call in a smoke run."""
-    if smoke:
-        start = time.perf_counter()
-        fn()
-        return (time.perf_counter() - start) * 1e3
-    fn(), fn()
-    torch.cuda.synchronize()
-    times = []
-    while len(times) < at_least or (sum(times) < budget_ms and len(times) < 200):
-        start, stop = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        fn()
-        stop.record()
-        stop.synchronize()
-        times.append(start.elapsed_time(stop))
-    return sorted(times)[len(times) // 2]
 
 
 def peak_gb(fn, device):

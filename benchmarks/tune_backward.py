@@ -13,7 +13,6 @@ import argparse
 import json
 import os
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -25,6 +24,7 @@ from pinnfast.burgers import FIRST, SECOND  # noqa: E402
 from pinnfast.jets import JetSpec  # noqa: E402
 from pinnfast.kernels import backward, jets as kernel  # noqa: E402
 from side_by_side import run_side_by_side  # noqa: E402
+from timing import timed  # noqa: E402
 import sm90_static  # noqa: E402
 
 # 16-point tiles spill ~8 KB per thread at W=64 (sm90_static.py --backward) and take minutes to compile: the first
@@ -63,23 +63,6 @@ def compile_one(width, depth, n, burgers, block, warps):
     return True
 
 
-def milliseconds(fn, calls=20):
-    if DEVICE == "cpu":
-        start = time.perf_counter()
-        fn()
-        return (time.perf_counter() - start) * 1e3
-    fn(), fn()
-    times = []
-    for _ in range(calls):
-        start, stop = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        fn()
-        stop.record()
-        stop.synchronize()
-        times.append(start.elapsed_time(stop))
-    return sorted(times)[len(times) // 2]
-
-
 def measure(workers, workloads=WORKLOADS, candidates=CANDIDATES, programs_per_sm=PROGRAMS_PER_SM):
     """Rows of (workload, width, depth, N, tile, warps, programs_per_sm, ms) on this GPU."""
     jobs = [(compile_one, (w, d, n, burgers, block, warps)) for _, w, d, n, burgers in
@@ -88,7 +71,7 @@ def measure(workers, workloads=WORKLOADS, candidates=CANDIDATES, programs_per_sm
     failed = {args[:2] + args[3:]: error for (_, args), (_, error) in zip(jobs, outcomes) if error is not None}
     cuda = DEVICE == "cuda"
     sms = torch.cuda.get_device_properties(0).multi_processor_count if cuda else 1
-    print(f"{torch.cuda.get_device_name() if cuda else 'cpu (dry run)'}: fused backward, tf32x3, ms (median of 20) per tile × warps and "
+    print(f"{torch.cuda.get_device_name() if cuda else 'cpu (dry run)'}: fused backward, tf32x3, ms (median) per tile × warps and "
           f"programs per SM ({sms} SMs)")
     rows = []
     for name, width, depth, n, burgers in workloads:
@@ -106,7 +89,7 @@ def measure(workers, workloads=WORKLOADS, candidates=CANDIDATES, programs_per_sm
             differs = max(((sums[k] - reference[k]).norm() / reference[k].norm().clamp_min(1e-30)).item()
                           for k in sums)
             for per_sm in programs_per_sm:
-                ms = milliseconds(lambda: call(model, x, spec, grad_out, nu, block, warps, per_sm * sms))
+                ms = timed(lambda: call(model, x, spec, grad_out, nu, block, warps, per_sm * sms), not cuda)
                 rows.append(dict(workload=name, width=width, depth=depth, N=n, burgers=burgers, tile=block,
                                  warps=warps, programs_per_sm=per_sm, ms=ms, differs=differs))
                 print(f"{name:13s} W={width:3d} L={depth} N={n:5d} tile {block:2d} × {warps} warps, "
