@@ -37,6 +37,9 @@ def joined():
     dist.init_process_group("cpu:gloo,cuda:nccl" if nccl else "gloo")
     try:
         yield Ranks()
+        # leave together: a rank that tears the group down while rank 0 still writes can abort the run at exit
+        # ("terminate called without an active exception", seen once in CI on a resumed 2-process run)
+        dist.barrier()
     finally:
         dist.destroy_process_group()
 
