@@ -419,14 +419,15 @@ class Trainer:
             (self.out_dir / RESULT).unlink(missing_ok=True)  # it described the run at an earlier step
 
     def _settled(self):
-        """Whether the run may end before its target: checked every ``SETTLE_EVERY`` steps from ``min_steps`` on,
-        when every learned unknown (each ensemble member's) moved by at most ``DRIFT_FRACTION × tol`` between the
-        two quarters of the run that end at this step (after the warm-up), and no data term's median loss fell
-        below ``LOSS_SETTLED`` times the earlier quarter's. The whole second half of the run, not a short window: in
-        slow cases ν creeps with plateaus of a thousand steps, and while a clean data set is still being fitted
-        better ν can still move. Decided on rank 0's metrics, for every rank (regime sweep: BENCHMARKS.md)."""
-        if (not self.physical or not self.config.stop_when_settled or self.step < self.config.min_steps
-                or self.step % SETTLE_EVERY):
+        """Whether the run may end before its target: checked every ``SETTLE_EVERY`` steps from ``min_steps`` on (at
+        the first metrics flush at or after each multiple), when every learned unknown (each ensemble member's)
+        moved by at most ``DRIFT_FRACTION × tol`` between the two quarters of the run that end at this step (after
+        the warm-up), and no data term's median loss fell below ``LOSS_SETTLED`` times the earlier quarter's. The
+        whole second half of the run, not a short window: in slow cases ν creeps with plateaus of a thousand steps,
+        and while a clean data set is still being fitted better ν can still move. Decided on rank 0's metrics, for
+        every rank (regime sweep: BENCHMARKS.md)."""
+        due = self.step // SETTLE_EVERY > (self.step - self.config.checkpoint_every) // SETTLE_EVERY
+        if not self.physical or not self.config.stop_when_settled or self.step < self.config.min_steps or not due:
             return False
         return self.ranks.on_main(self._settled_here)
 

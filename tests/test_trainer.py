@@ -187,6 +187,9 @@ def test_a_settled_run_ends_early_and_stays_finished(tmp_path, monkeypatch):
     fixed = pf.Trainer(_observations(), pf.TrainConfig(**dict(config, steps=600, stop_when_settled=False)),
                        tmp_path / "fixed", "cpu")
     assert fixed.run(progress=False)["steps"] == 600
+    # metrics flushed every 30 steps: the check falls at the first flush past each 500 (510, …), not only at 1500
+    odd = pf.Trainer(_observations(), pf.TrainConfig(**dict(config, checkpoint_every=30)), tmp_path / "odd", "cpu")
+    assert odd.run(progress=False)["steps"] == 510
 
 
 def test_lbfgs_finish_lowers_the_loss_and_resumes_exactly(tmp_path, monkeypatch):
