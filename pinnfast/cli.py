@@ -272,8 +272,8 @@ def _run_options(command, run_flags):
                               "(default 3 × --steps; equal to --steps: never)")
     command.add_argument("--min-steps", type=_positive_int,
                          help="the run ends as soon as ν has settled (checked every 500 steps from this step on: "
-                              "ν moved by at most --tol/4 between the halves of its averaging window and the data "
-                              f"loss no longer falls), else at --steps (default {DEFAULTS.min_steps})")
+                              "ν moved by at most --tol/4 between the two quarters of the run's second half and the "
+                              f"data loss no longer falls), else at --steps (default {DEFAULTS.min_steps})")
     command.add_argument("--fixed-steps", action="store_const", const=False, dest="stop_when_settled",
                          help="train exactly --steps steps: no early end when ν settles, no extension")
     command.add_argument("--ensemble", type=_positive_int,
