@@ -11,14 +11,9 @@ Cole–Hopf formula by quadrature, clean or with 1 % noise (σ = 0.01 · std(u))
     pinnfast train --problem examples/burgers_1d_inverse.py:noisy --out runs/burgers1d-noisy
     pinnfast train --problem examples/burgers_1d_inverse.py:make_problem --data my.npz --out runs/mine  # x, t, u
 """
-import argparse
-from pathlib import Path
-
 import numpy as np
 
 import pinnfast as pf
-from pinnfast.plots import plot_training
-from pinnfast.runfolder import write_result
 
 NU = 0.01 / np.pi  # the true λ2
 SETTINGS = dict(width=32, depth=3, steps=10000, lr=1e-3, stop_when_settled=False)  # `python examples/burgers_1d_inverse.py` trains with these
@@ -65,16 +60,6 @@ def noisy(data=None):
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--noise", type=float, default=0.0, help="noise level σ (default 0; the benchmark: 0.01)")
-    parser.add_argument("--steps", type=int, default=SETTINGS["steps"])
-    parser.add_argument("--out", default="runs/burgers_1d_inverse", help="run folder (replaced if it holds a run)")
-    args = parser.parse_args()
-    config = pf.TrainConfig(**dict(SETTINGS, steps=args.steps))
-    result = pf.Trainer(make_problem(noise=args.noise), config, args.out, overwrite=True).run()
-    write_result(args.out, result)  # the run folder of `pinnfast train`: result.json and training.png too
-    plot_training(Path(args.out) / "metrics.csv", Path(args.out) / "training.png", result)
-    for name in ("lambda1", "lambda2"):
-        print(f"{name} = {result[name]:.6g} (true {result[name + '_true']:.6g}): error "
-              f"{100 * result[name + '_error']:+.3f} %")
-    print(f"{result['steps']} steps in {result['seconds']:.0f} s on {result['device']}; run folder {args.out}")
+    from example_main import main  # beside this file; imported here, as the file is also loaded by path
+
+    main(__doc__, make_problem, SETTINGS, "runs/burgers_1d_inverse", "noise level σ (default 0; the benchmark: 0.01)")

@@ -8,14 +8,9 @@ with true κ = 0.02. The data are the exact solution at 500 random points (clean
     python examples/heat_inverse.py [--noise 0.01] [--steps N] [--out DIR]
     pinnfast train --problem examples/heat_inverse.py:make_problem --out runs/heat
 """
-import argparse
-from pathlib import Path
-
 import numpy as np
 
 import pinnfast as pf
-from pinnfast.plots import plot_training
-from pinnfast.runfolder import write_result
 
 KAPPA = 0.02
 SETTINGS = dict(width=32, depth=3, steps=5000, lr=1e-3, stop_when_settled=False)  # `python examples/heat_inverse.py` trains with these
@@ -45,14 +40,6 @@ def make_problem(data=None, noise=0.0, n=500, seed=0):
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--noise", type=float, default=0.0, help="noise level σ (default 0)")
-    parser.add_argument("--steps", type=int, default=SETTINGS["steps"])
-    parser.add_argument("--out", default="runs/heat_inverse", help="run folder (replaced if it holds a run)")
-    args = parser.parse_args()
-    config = pf.TrainConfig(**dict(SETTINGS, steps=args.steps))
-    result = pf.Trainer(make_problem(noise=args.noise), config, args.out, overwrite=True).run()
-    write_result(args.out, result)  # the run folder of `pinnfast train`: result.json and training.png too
-    plot_training(Path(args.out) / "metrics.csv", Path(args.out) / "training.png", result)
-    print(f"kappa = {result['kappa']:.6g} (true {KAPPA}): error {100 * result['kappa_error']:+.3f} %")
-    print(f"{result['steps']} steps in {result['seconds']:.0f} s on {result['device']}; run folder {args.out}")
+    from example_main import main  # beside this file; imported here, as the file is also loaded by path
+
+    main(__doc__, make_problem, SETTINGS, "runs/heat_inverse", "noise level σ (default 0)")
