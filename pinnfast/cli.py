@@ -355,7 +355,8 @@ def _burgers_run(args):
 
 
 def _residual_field(args):
-    from .field import domain_box, residual_field
+    from .field import residual_field
+    from .models import domain_box
     from .plots import plot_field
 
     out = _output_folder(args.out)
@@ -384,7 +385,7 @@ def _residual_field(args):
 def _predict(args):
     import torch
 
-    from .field import domain_box
+    from .models import domain_box
 
     out = _output_file(args.out)
     if out.resolve() == Path(args.points).resolve():
@@ -551,13 +552,16 @@ def _nu_message(result, name="nu"):
         return (f"{name} = {result[name]:.6g}: {symbol(name)} was held at its initial value for the whole run "
                 f"(warm-up of {warmup} steps); train longer")
     first, last = result[f"{name}_window"]
+    sigma = result.get(f"{name}_sigma")
+    bar = f" ± {sigma:.2g}" if sigma is not None else ""
     if f"{name}_spread" in result:
-        text = (f"{name} = {result[name]:.6g} ± {result[f'{name}_spread']:.2g} (mean ± std of "
-                f"{len(result[f'{name}_members'])} ensemble members, each averaged over steps {first}–{last} after "
-                f"a {warmup}-step warm-up)")
+        text = (f"{name} = {result[name]:.6g}{bar} (error bar: the {len(result[f'{name}_members'])} ensemble "
+                f"members' spread ± {result[f'{name}_spread']:.2g} with their sub-box error; each averaged over steps "
+                f"{first}–{last} after a {warmup}-step warm-up)")
     else:
-        text = (f"{name} = {result[name]:.6g} ± {result[f'{name}_std']:.2g} (mean ± std over steps {first}–{last}, "
-                f"after a {warmup}-step warm-up; last iterate {result[f'{name}_last']:.6g})")
+        text = (f"{name} = {result[name]:.6g}{bar} (error bar from the sub-boxes of the domain; mean over steps "
+                f"{first}–{last} after a {warmup}-step warm-up, jitter ± {result[f'{name}_std']:.2g}; last iterate "
+                f"{result[f'{name}_last']:.6g})")
     if f"{name}_true" in result:
         text += f"; true {result[f'{name}_true']:.6g}: error {100 * result[f'{name}_error']:+.2f} %"
     if f"{name}_lbfgs" in result:

@@ -5,13 +5,7 @@ import torch
 from .burgers import exact_solution
 from .errors import PinnfastError
 from .evaluate import evaluate_residuals
-
-
-def domain_box(network):
-    """The (lo, hi) box that the network's input normalisation maps to [−1, 1]."""
-    lo = ((-1 - network.in_shift) / network.in_scale).tolist()
-    hi = ((1 - network.in_shift) / network.in_scale).tolist()
-    return lo, hi
+from .models import domain_box
 
 
 def residual_field(problem, times, grid=200, exact_nu=None, chunk_size=1 << 18, shard=False):

@@ -33,6 +33,13 @@ def _xavier_linear(fan_in, fan_out, members=None):
     return layer
 
 
+def domain_box(network):
+    """The (lo, hi) box that the network's input normalisation maps to [−1, 1]."""
+    lo = ((-1 - network.in_shift) / network.in_scale).tolist()
+    hi = ((1 - network.in_shift) / network.in_scale).tolist()
+    return lo, hi
+
+
 class _JetNetwork(nn.Module):
     """Shared shape checks and input normalisation ``x̃ = 2 (x − lo) / (hi − lo) − 1`` per coordinate."""
 

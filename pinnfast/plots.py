@@ -129,8 +129,8 @@ def plot_training(metrics_csv, png_path, summary=None):
     (Burgers: ν) in a panel of its own.
 
     ``summary`` is the run's result dict. Keys used: ``problem``, ``model``, ``steps``, ``data`` (its basename
-    goes in the title), and for each unknown, e.g. ν, ``nu`` (reported value), ``nu_std`` (spread over the
-    averaging window), ``nu_window`` ([first, last] step of the window, or None), ``nu_warmup`` (steps with ν
+    goes in the title), and for each unknown, e.g. ν, ``nu`` (reported value), ``nu_sigma`` (its error bar;
+    else ``nu_spread``, else ``nu_std``, the jitter over the averaging window), ``nu_window`` ([first, last] step of the window, or None), ``nu_warmup`` (steps with ν
     frozen) and ``nu_true`` (None when unknown). Missing keys are left out of the figure.
     """
     summary = dict(summary or {})
@@ -185,6 +185,15 @@ def _member_of(column, name):
     return column.startswith(name + "_") and column[len(name) + 1:].isdigit()
 
 
+def _error_bar(summary, name):
+    """The unknown's error bar: ``_sigma`` (sub-box jackknife, with an ensemble's spread), else an ensemble's
+    spread, else the jitter over the averaging window (``_std``; runs from before the error bar)."""
+    for key in ("sigma", "spread", "std"):
+        if summary.get(f"{name}_{key}") is not None:
+            return summary[f"{name}_{key}"]
+    return None
+
+
 def _training_title(metrics_csv, summary, unknowns):
     parts = []
     if summary.get("data"):
@@ -193,7 +202,7 @@ def _training_title(metrics_csv, summary, unknowns):
                  or Path(metrics_csv).parent.name)
     learned = [name for name in unknowns if summary.get(name) is not None]
     for name in learned:
-        text = format_nu(summary[name], summary.get(f"{name}_std"), summary.get(f"{name}_true"), name)
+        text = format_nu(summary[name], _error_bar(summary, name), summary.get(f"{name}_true"), name)
         if f"{name}_window" in summary and summary[f"{name}_window"] is None:
             text += " (initial value: the run ended inside the warm-up)"
         parts.append(text)
@@ -207,7 +216,7 @@ def _plot_nu(ax, steps, nu, summary, members=(), name="nu"):
     lines, a zoomed inset; an ensemble's members as thin lines, its mean as the value, its spread as the error
     bar."""
     nu_true, reported, who = summary.get(f"{name}_true"), summary.get(name), symbol(name)
-    spread = summary.get(f"{name}_spread", summary.get(f"{name}_std"))
+    spread = _error_bar(summary, name)
     warmup, window = summary.get(f"{name}_warmup"), summary.get(f"{name}_window")
     last = steps[-1]
     if warmup:
@@ -299,7 +308,7 @@ def _nu_inset(ax, steps, nu, window, reported, spread, nu_true, who="ν"):
         percent.set_ylabel(f"% vs {name} {who}", fontsize=7)
     inset.set_xlabel("step", fontsize=7, labelpad=1)
     inset.set_ylabel(who, fontsize=7, labelpad=1)
-    note = f"averaging window: reported {who} ± spread"
+    note = f"averaging window: reported {who} ± error bar"
     if nu_true is not None and not truth_shown:
         note += f"; true {who} {'above' if nu_true > hi else 'below'}, off scale"
     inset.set_title(note, fontsize=7, pad=3)

@@ -28,11 +28,12 @@ from .burgers import BurgersInverse
 from .data import check_spread, load_observations, observations_sha256, validate_observations
 from .distributed import Ranks, local_device
 from .errors import PinnfastError, PinnfastWarning
-from .models import MLP, ModifiedMLP
+from .models import MLP, ModifiedMLP, domain_box
 from .pde import PDE, from_factory, symbol
 from .problems import Helmholtz, KleinGordon, PDEProblem
 from .runfolder import (CHECKPOINT, RESULT, append_metrics, claim_empty, cut_metrics_at, load_checkpoint,
                         metrics_header, metrics_table, read_result, save_checkpoint)
+from .uncertainty import subdomain_jackknife
 
 MODELS = {  # name: (network class, annealing)
     "m1": (MLP, False),
@@ -48,6 +49,8 @@ DRIFT_FRACTION = 0.25  # ν "still moves" when its window halves differ by more 
 LBFGS_COLLOCATION = 4  # the L-BFGS batch: this many times n_collocation points, fixed
 LBFGS_CSV = "lbfgs.csv"
 SETTLE_EVERY = 500  # steps between the checks of whether a run has settled (each reads the metrics back)
+JACKKNIFE_INFLATION = 1.5  # ν's error bar: this × the sub-box jackknife's standard error (set on the sweep)
+ERROR_EVERY = 250  # steps between samples of that standard error (the error bar averages those in its window)
 LOSS_SETTLED = 0.9  # a data loss still falls when its median over the run's last quarter is below this × the one before
 PROBLEMS = ("burgers", "helmholtz", "klein-gordon")
 
@@ -279,6 +282,7 @@ class Trainer:
             self.weights = FixedWeights(n_terms, self.device, members=config.members)
         self.generator = torch.Generator(self.device).manual_seed(self.ranks.seed(config.seed))
         self.step, self.seconds, self.checkpoint_step, self.lbfgs_done = 0, 0.0, None, False
+        self.error_samples = []  # [step, {unknown: [jackknife standard error per member]}], rank 0's
         names = self.problem.term_names
         self.imbalance_names = [f"imbalance_{n}" for n in names] if MODELS[config.model][1] else []
         self.metric_names = ["step", "loss", "loss_r", *(f"loss_{n}" for n in names),
@@ -357,6 +361,8 @@ class Trainer:
                         bar.set_postfix({name: f"{value:.4g}" for name, value in zip(self.metric_names, rows[-1])
                                          if name == "loss" or name in self.unknowns})
                     pending = []
+                    if self.physical and self.ranks.main and self._due(ERROR_EVERY):
+                        self.error_samples.append([self.step, self._jackknife_now()])
                     settled = self.step < self.config.steps and self._settled()
                     if settled:  # the run ends here, and a resume finds it finished
                         self.config.steps = self.step
@@ -426,10 +432,22 @@ class Trainer:
         whole second half of the run, not a short window: in slow cases ν creeps with plateaus of a thousand steps,
         and while a clean data set is still being fitted better ν can still move. Decided on rank 0's metrics, for
         every rank (regime sweep: BENCHMARKS.md)."""
-        due = self.step // SETTLE_EVERY > (self.step - self.config.checkpoint_every) // SETTLE_EVERY
-        if not self.physical or not self.config.stop_when_settled or self.step < self.config.min_steps or not due:
+        if (not self.physical or not self.config.stop_when_settled or self.step < self.config.min_steps
+                or not self._due(SETTLE_EVERY)):
             return False
         return self.ranks.on_main(self._settled_here)
+
+    def _due(self, every):
+        """Whether this metrics flush is the first at or after a multiple of ``every`` steps."""
+        return self.step // every > (self.step - self.config.checkpoint_every) // every
+
+    def _jackknife_now(self):
+        """Each unknown's sub-box jackknife standard error for the network as it is now, one per member. Sampled
+        every ``ERROR_EVERY`` steps: the error bar averages the samples in its window, so that one unusually
+        consistent or inconsistent state of the network does not decide it."""
+        with torch.no_grad():
+            errors = subdomain_jackknife(self.problem, {name: self.problem.value(name) for name in self.unknowns})
+        return {name: error.reshape(-1).tolist() for name, error in errors.items()}
 
     def _settled_here(self):
         table = metrics_table(self.out_dir)
@@ -489,8 +507,11 @@ class Trainer:
             trained = table[table["step"] > self.config.nu_warmup] if table is not None else []
             window = trained[-self.config.average_last:]
             logged = self.problem.logged()
-            for name in self.unknowns:
-                result.update(self._summary(name, window, logged))
+            summaries = {name: self._summary(name, window, logged) for name in self.unknowns}
+            self._add_error_bars(summaries)
+            for name, summary in summaries.items():
+                summary[f"{name}_warning"] = self._identification_warning(name, summary)
+                result.update(summary)
         if table is not None:
             last = table[-1]
             result.update({name: float(last[name]) for name in self.metric_names if name.startswith("loss")})
@@ -521,7 +542,6 @@ class Trainer:
                             f"{name}_drift": None if drifts[1] is None else max(drifts[1:], key=abs)})
         if self.lbfgs_done:  # the Adam window as above; the L-BFGS finish's value beside it
             summary.update({f"{name}_last": float(window[name][-1]), f"{name}_lbfgs": logged[name].mean().item()})
-        summary[f"{name}_warning"] = self._identification_warning(name, summary)
         truth = self.nu_true if name == "nu" and self.nu_true is not None else self.unknowns[name].true
         if truth is not None:
             summary.update({f"{name}_true": truth, f"{name}_error": (summary[name] - truth) / truth})
@@ -529,18 +549,47 @@ class Trainer:
                 summary[f"{name}_lbfgs_error"] = (summary[f"{name}_lbfgs"] - truth) / truth
         return summary
 
+    def _add_error_bars(self, summaries):
+        """Each unknown's error bar ``<name>_sigma``: ``JACKKNIFE_INFLATION`` × the jackknife standard error over
+        the box's sub-boxes (:func:`~pinnfast.uncertainty.subdomain_jackknife`), its samples in the averaging
+        window (every ``ERROR_EVERY`` steps) and an ensemble's members averaged in square, combined for an
+        ensemble with the members' spread (root of the sum of squares). The factor is set on the regime sweep so
+        that ±σ holds the truth about two times in three (BENCHMARKS.md). ``None`` before any training, or when
+        the residual does not depend on the unknown."""
+        windows = {tuple(summary[f"{name}_window"] or ()) for name, summary in summaries.items()}
+        if windows == {()}:
+            for name, summary in summaries.items():
+                summary[f"{name}_sigma"] = None
+            return
+        (first, last), = windows
+        samples = ([errors for step, errors in self.error_samples if first <= step <= last]
+                   or [self._jackknife_now()])  # none in the window (a short run): the network as it is now
+        members = self.config.members
+        for name, summary in summaries.items():
+            squares = [error ** 2 for errors in samples for error in errors[name]]
+            sigma = JACKKNIFE_INFLATION * math.sqrt(sum(squares) / len(squares))
+            if members is not None:
+                sigma = math.hypot(sigma, summary[f"{name}_spread"])
+            summary[f"{name}_sigma"] = sigma if math.isfinite(sigma) else None  # None: the residual ignores it
+
     def _identification_warning(self, name, summary):
         """Why the reported value of unknown ``name`` may be off by more than ``tol``, or None: the ensemble's
-        members disagree by more than ``tol``, or it still moved by more than ``tol / 4`` between the two halves of
-        its averaging window. In the regime sweep (BENCHMARKS.md) ν was still creeping towards the truth in every
+        members disagree by more than ``tol``, its error bar (``_sigma``) is wider than ``tol``, or it still moved
+        by more than ``tol / 4`` between the two halves of its averaging window. In the regime sweep (BENCHMARKS.md) ν was still creeping towards the truth in every
         run that ended more than 1 % off, by 0.3–0.6 % per half window, while runs within 1 % had settled to 0.1 %
         or less."""
         tol, reasons, advice, who = self.config.tol, [], [], symbol(name)
         value, spread, drift = summary[name], summary.get(f"{name}_spread", 0.0), summary[f"{name}_drift"]
+        sigma = summary[f"{name}_sigma"]
         if spread > tol * abs(value):
             reasons.append(f"the {self.config.ensemble} ensemble members disagree by ±"
                            f"{100 * spread / abs(value):.2g} % (standard deviation)")
             advice.append("more data, or less noisy data")
+        elif summary[f"{name}_window"] is not None and not (sigma is not None and sigma <= tol * abs(value)):
+            reasons.append(f"the residual does not change with {who}" if sigma is None else
+                           f"its error bar is ±{100 * sigma / abs(value):.2g} % (the sub-boxes of the domain ask for "
+                           f"different values of {who}: the network's derivatives pin it no better)")
+            advice.append(f"more data, or data where {who} matters more (sharper fields), or more steps")
         if drift is not None and abs(drift) > DRIFT_FRACTION * tol:
             first, last = summary[f"{name}_window"]
             reasons.append(f"{who} was still moving ({100 * drift:+.2g} % between the halves of its "
@@ -589,6 +638,7 @@ class Trainer:
                 "scheduler": self.scheduler.state_dict(), "weights": self.weights.state_dict(),
                 "generators": generators, "world_size": self.ranks.world, "device_type": self.device.type,
                 "data": self.data, "nu_true": self.nu_true, "version": __version__, "lbfgs_done": self.lbfgs_done,
+                "error_samples": self.error_samples,
             }, self.step if kept else None)
         if not kept:
             self.checkpoint_step = self.step
@@ -647,6 +697,7 @@ class Trainer:
         trainer.generator.set_state(generators[trainer.ranks.rank])
         trainer.step, trainer.seconds = state["step"], state["seconds"]
         trainer.lbfgs_done = state.get("lbfgs_done", False)
+        trainer.error_samples = [sample for sample in state.get("error_samples", []) if sample[0] <= trainer.step]
         trainer.checkpoint_step = trainer.step
         older = [name for name in trainer.metric_names if name not in trainer.imbalance_names]
         if trainer.imbalance_names and metrics_header(out_dir) == older:  # begun before the ratio was logged
@@ -728,6 +779,8 @@ def load_run(run_dir, device="cpu", pde=None):
     config = TrainConfig(**state["config"])
     problem = build_problem(config, declared_problem(state, run_dir, pde) if config.problem not in PROBLEMS else None)
     _load_problem_state(problem, state, run_dir)  # includes the domain normalisation buffers
+    if isinstance(problem, BurgersInverse):  # its box came with the data; the network's normalisation keeps it
+        problem.lo, problem.hi = (torch.tensor(bound, dtype=torch.float32) for bound in domain_box(problem.network))
     result = read_result(run_dir)
     sha = (state.get("data") or {}).get("sha256")
     if (result.get("steps"), result.get("data_sha256")) != (state["step"], sha):

@@ -105,7 +105,9 @@ def test_ensemble_run_reports_mean_and_spread_and_resumes(model, tmp_path):
     assert result["nu_spread"] == pytest.approx(np.std(expected, ddof=1), rel=1e-9) and result["nu_spread"] > 0
     assert straight.weights.lambdas.shape == (1, K)
     message = _nu_message(result)
-    assert f"{result['nu']:.6g} ± {result['nu_spread']:.2g} (mean ± std of {K} ensemble members" in message
+    assert result["nu_sigma"] >= result["nu_spread"]  # the spread combined with the members' sub-box error
+    assert (f"{result['nu']:.6g} ± {result['nu_sigma']:.2g} (error bar: the {K} ensemble members' spread ± "
+            f"{result['nu_spread']:.2g}") in message
 
     first = pf.Trainer(observations, pf.TrainConfig(model=model, steps=20, ensemble=K, **SMALL), tmp_path / "b",
                        "cpu")
@@ -148,15 +150,28 @@ def test_ensemble_cli_predict_and_residual_field(tmp_path, capsys):
     assert pf.load_run(run).nu == pytest.approx(loaded.problem.nu.mean().item(), rel=1e-6)
 
 
-def test_warning_fires_on_uninformative_data(tmp_path):
-    """A constant field satisfies Burgers for every ν: the members keep whatever ν they wander to."""
+def _constant_field():
     rng = np.random.default_rng(0)
     points = rng.random((300, 3))
-    constant = {"x": points[:, 0], "y": points[:, 1], "t": points[:, 2], "u": np.full(300, 0.7),
-                "v": np.full(300, -0.2)}
+    return {"x": points[:, 0], "y": points[:, 1], "t": points[:, 2], "u": np.full(300, 0.7), "v": np.full(300, -0.2)}
+
+
+def test_warning_fires_on_uninformative_data(tmp_path):
+    """A constant field satisfies Burgers for every ν: the members keep whatever ν they wander to."""
+    constant = _constant_field()
     config = pf.TrainConfig(model="m3", steps=150, ensemble=4, width=8, depth=1, n_collocation=32, batch_size=32,
                             nu_warmup=20, average_last=100, nu_lr=0.05, checkpoint_every=50, max_steps=150)
     with pytest.warns(pf.PinnfastWarning, match="ν is not identified well by these data: the 4 ensemble members "
                                                 "disagree by"):
         result = pf.Trainer(constant, config, tmp_path, "cpu").run(progress=False)
     assert result["nu_warning"].startswith("ν is not identified well")
+
+
+def test_one_network_warns_on_uninformative_data(tmp_path):
+    """Without an ensemble, the error bar says it: a constant field has no curvature, so the sub-boxes of the
+    domain ask for wildly different ν."""
+    config = pf.TrainConfig(model="m3", steps=150, width=8, depth=1, n_collocation=32, batch_size=32, nu_warmup=20,
+                            average_last=100, checkpoint_every=50, max_steps=150)
+    with pytest.warns(pf.PinnfastWarning, match="ν is not identified well by these data: its error bar is ±"):
+        result = pf.Trainer(_constant_field(), config, tmp_path, "cpu").run(progress=False)
+    assert result["nu_sigma"] > 10 * config.tol * result["nu"], result["nu_sigma"]
