@@ -281,9 +281,10 @@ def _run_options(command, run_flags):
                               "and bootstrap resample of the data, as one batched model, and report ν as their mean "
                               "± spread (default 1: one network)")
     command.add_argument("--tol", type=_fraction,
-                         help="relative accuracy wanted of ν: a larger ensemble spread, or a drift of ν within the "
-                              "averaging window larger than a quarter of it, gives the warning that ν is not "
-                              f"identified well by the data (default {DEFAULTS.tol})")
+                         help="relative accuracy wanted of ν: a larger error bar (the sub-boxes of the domain "
+                              "disagree on ν) or ensemble spread, or a drift of ν within the averaging window larger "
+                              "than a quarter of it, gives the warning that ν is not identified well by the data "
+                              f"(default {DEFAULTS.tol})")
     command.add_argument("--device", choices=DEVICES, default="auto",
                          help="auto picks the GPU when there is one, else the CPU (default auto)")
     command.add_argument("--resume", action="store_true",

@@ -49,7 +49,6 @@ DRIFT_FRACTION = 0.25  # ν "still moves" when its window halves differ by more 
 LBFGS_COLLOCATION = 4  # the L-BFGS batch: this many times n_collocation points, fixed
 LBFGS_CSV = "lbfgs.csv"
 SETTLE_EVERY = 500  # steps between the checks of whether a run has settled (each reads the metrics back)
-JACKKNIFE_INFLATION = 1.5  # ν's error bar: this × the sub-box jackknife's standard error (set on the sweep)
 ERROR_EVERY = 250  # steps between samples of that standard error (the error bar averages those in its window)
 LOSS_SETTLED = 0.9  # a data loss still falls when its median over the run's last quarter is below this × the one before
 PROBLEMS = ("burgers", "helmholtz", "klein-gordon")
@@ -74,10 +73,11 @@ class TrainConfig:
     on a fixed batch.
 
     ``ensemble`` = K > 1 trains K independently initialised networks, each with its own ν, collocation points and
-    bootstrap resample of the observations, as one batched model; ν is then reported as the members' mean ± their
-    spread. ``tol`` is the relative accuracy asked of ν: a spread larger than ``tol``, or a drift of ν between the
-    halves of its averaging window larger than ``DRIFT_FRACTION × tol``, gives the warning that ν is not
-    identified well by these data. A run whose ν still drifts that much at ``steps`` goes on, its target raised by
+    bootstrap resample of the observations, as one batched model; ν is then reported as the members' mean. Every
+    run reports ν's error bar ``nu_sigma``: how much the sub-boxes of the domain disagree on ν (a jackknife,
+    :mod:`pinnfast.uncertainty`), with an ensemble's spread. ``tol`` is the relative accuracy asked of ν: an
+    error bar or a spread larger than ``tol``, or a drift of ν between the halves of its averaging window larger
+    than ``DRIFT_FRACTION × tol``, gives the warning that ν is not identified well by these data. A run whose ν still drifts that much at ``steps`` goes on, its target raised by
     half at a time, until ν settles or ``max_steps`` (default 3 × ``steps``) is reached: in the regime sweep, runs
     that ended more than 1 % off were all still creeping towards the truth. ``keep_checkpoints`` lists steps whose
     checkpoints are kept (``checkpoints/step_<n>.pt``; 0 = the initial network) for ``pinnfast diagnose``.
@@ -354,6 +354,8 @@ class Trainer:
                 if self.step in keep:
                     self.save_checkpoint(kept=True)
                 if self.step % self.config.checkpoint_every == 0 or self.step == self.config.steps:
+                    if self._error_sample_due():  # before the checkpoint, which keeps the samples
+                        self.error_samples.append([self.step, self._jackknife_now()])
                     self.seconds = seconds_before + time.perf_counter() - started
                     rows = self._flush(pending)
                     if bar is not None:
@@ -361,8 +363,6 @@ class Trainer:
                         bar.set_postfix({name: f"{value:.4g}" for name, value in zip(self.metric_names, rows[-1])
                                          if name == "loss" or name in self.unknowns})
                     pending = []
-                    if self.physical and self.ranks.main and self._due(ERROR_EVERY):
-                        self.error_samples.append([self.step, self._jackknife_now()])
                     settled = self.step < self.config.steps and self._settled()
                     if settled:  # the run ends here, and a resume finds it finished
                         self.config.steps = self.step
@@ -440,6 +440,12 @@ class Trainer:
     def _due(self, every):
         """Whether this metrics flush is the first at or after a multiple of ``every`` steps."""
         return self.step // every > (self.step - self.config.checkpoint_every) // every
+
+    def _error_sample_due(self):
+        """Every ``ERROR_EVERY`` steps from where the first averaging window that the run can report may begin
+        (the window before ``min_steps``, or before the target when that comes first); rank 0 only."""
+        first_window = min(self.config.steps, self.config.min_steps) - self.config.average_last
+        return self.physical and self.ranks.main and self.step > first_window and self._due(ERROR_EVERY)
 
     def _jackknife_now(self):
         """Each unknown's sub-box jackknife standard error for the network as it is now, one per member. Sampled
@@ -550,12 +556,12 @@ class Trainer:
         return summary
 
     def _add_error_bars(self, summaries):
-        """Each unknown's error bar ``<name>_sigma``: ``JACKKNIFE_INFLATION`` × the jackknife standard error over
-        the box's sub-boxes (:func:`~pinnfast.uncertainty.subdomain_jackknife`), its samples in the averaging
-        window (every ``ERROR_EVERY`` steps) and an ensemble's members averaged in square, combined for an
-        ensemble with the members' spread (root of the sum of squares). The factor is set on the regime sweep so
-        that ±σ holds the truth about two times in three (BENCHMARKS.md). ``None`` before any training, or when
-        the residual does not depend on the unknown."""
+        """Each unknown's error bar ``<name>_sigma``: the jackknife standard error over the box's sub-boxes
+        (:func:`~pinnfast.uncertainty.subdomain_jackknife`), its samples in the averaging window (every
+        ``ERROR_EVERY`` steps) and an ensemble's members averaged in square, combined for an ensemble with the
+        members' spread (root of the sum of squares). On the regime sweep ±σ held the truth in 14 of 22 cases and
+        ±2σ in 21 (BENCHMARKS.md). ``None`` before any training, or when the residual does not depend on the
+        unknown."""
         windows = {tuple(summary[f"{name}_window"] or ()) for name, summary in summaries.items()}
         if windows == {()}:
             for name, summary in summaries.items():
@@ -567,7 +573,7 @@ class Trainer:
         members = self.config.members
         for name, summary in summaries.items():
             squares = [error ** 2 for errors in samples for error in errors[name]]
-            sigma = JACKKNIFE_INFLATION * math.sqrt(sum(squares) / len(squares))
+            sigma = math.sqrt(sum(squares) / len(squares))
             if members is not None:
                 sigma = math.hypot(sigma, summary[f"{name}_spread"])
             summary[f"{name}_sigma"] = sigma if math.isfinite(sigma) else None  # None: the residual ignores it
