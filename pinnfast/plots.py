@@ -175,10 +175,10 @@ def plot_training(metrics_csv, png_path, summary=None):
 
 
 def _unknown_columns(names):
-    """The metrics columns of learned unknowns: not the step, a loss, a weight λ, the learning rate, or an
-    ensemble member's column (``nu_0`` beside ``nu``)."""
-    return [n for n in names if n not in ("step", "loss", "lr") and not n.startswith(("loss_", "lambda_"))
-            and not any(_member_of(n, other) for other in names)]
+    """The metrics columns of learned unknowns: not the step, a loss, a weight λ, an imbalance ratio, the learning
+    rate, or an ensemble member's column (``nu_0`` beside ``nu``)."""
+    return [n for n in names if n not in ("step", "loss", "lr")
+            and not n.startswith(("loss_", "lambda_", "imbalance_")) and not any(_member_of(n, other) for other in names)]
 
 
 def _member_of(column, name):

@@ -61,6 +61,17 @@ def test_plot_training_writes_png(tmp_path, case):
     assert png.stat().st_size > 1000
 
 
+def test_an_annealed_run_has_one_panel_per_unknown_and_its_error_bar(tmp_path):
+    """The imbalance ratio is drawn beside λ, not as an unknown; the title shows ν ± its error bar (nu_sigma)."""
+    csv = write_metrics(tmp_path / "run", ANNEALED, 300, 50)
+    summary = dict(burgers_summary(300, 50, [201, 300], 0.02), nu_sigma=0.0004)
+    fig = plot_training(csv, tmp_path / "training.png", summary)
+    titles = [ax.get_title() for ax in fig.axes]
+    assert not any("imbalance" in title and title.startswith("unknown") for title in titles), titles
+    assert titles.count("viscosity ν") == 1
+    assert "ν = 0.02010 ± 0.0004 " in fig._suptitle.get_text()
+
+
 def test_plot_training_diverged_run(tmp_path):
     """The CLI plots a run that stopped on a non-finite loss: its last CSV row holds nan/inf."""
     csv = write_metrics(tmp_path / "run", BURGERS, 120, 20)
