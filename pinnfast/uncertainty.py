@@ -17,11 +17,12 @@ POINTS_PER_GROUP = 1024  # collocation points per sub-box: enough that the point
 SEED = 12345  # the points are the same for every call on the same box
 
 
-def subdomain_jackknife(problem, values, points=None):
+def subdomain_jackknife(problem, values, points=None, backend="torch"):
     """The jackknife standard error of each unknown, ``{name: (K,) float64 tensor or 0-d}``, at ``values``
     (``{name: value}``, 0-d, or ``(K,)`` per member of an ensemble), from ``points`` in the problem's box (default:
-    ``POINTS_PER_GROUP`` per sub-box, the same on every call). An unknown that the residual does not pin at all
-    (e.g. a constant field leaves ν free) gets ``inf``."""
+    ``POINTS_PER_GROUP`` per sub-box, the same on every call), with jets by ``backend`` (torch: a few thousand
+    points, once in a while, gain nothing from the fused kernels; ``autograd`` for a closed-form field). An unknown
+    that the residual does not pin at all (e.g. a field without curvature leaves ν free) gets ``inf``."""
     names = list(problem.pde.unknowns)
     dim, device = problem.in_dim, problem.lo.device
     n_groups = 1 << dim
@@ -32,7 +33,7 @@ def subdomain_jackknife(problem, values, points=None):
     upper = ((x - problem.lo) / (problem.hi - problem.lo) >= 0.5).long()
     box = (upper << torch.arange(dim, device=device)).sum(-1)  # the sub-box of each point: 0 … 2^d − 1
     residual = problem.pde.residual
-    derivatives = problem.derivatives(x, residual.spec, residual.user)  # on the problem's jets backend
+    derivatives = problem.derivatives(x, residual.spec, residual.user, backend)
     shape = () if problem.members is None else (problem.members, 1)
     theta = tuple(torch.as_tensor(values[name], dtype=x.dtype, device=device).reshape(shape) for name in names)
 
