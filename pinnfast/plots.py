@@ -130,8 +130,9 @@ def plot_training(metrics_csv, png_path, summary=None):
 
     ``summary`` is the run's result dict. Keys used: ``problem``, ``model``, ``steps``, ``data`` (its basename
     goes in the title), and for each unknown, e.g. ν, ``nu`` (reported value), ``nu_sigma`` (its error bar;
-    else ``nu_spread``, else ``nu_std``, the jitter over the averaging window), ``nu_window`` ([first, last] step of the window, or None), ``nu_warmup`` (steps with ν
-    frozen) and ``nu_true`` (None when unknown). Missing keys are left out of the figure.
+    else ``nu_spread``, else ``nu_std``, the jitter over the averaging window), ``nu_window`` ([first, last] step
+    of the window, or None), ``nu_warmup`` (steps with ν frozen) and ``nu_true`` (None when unknown). Missing keys
+    are left out of the figure.
     """
     summary = dict(summary or {})
     table = metrics_table(metrics_csv)
@@ -177,8 +178,8 @@ def plot_training(metrics_csv, png_path, summary=None):
 def _unknown_columns(names):
     """The metrics columns of learned unknowns: not the step, a loss, a weight λ, an imbalance ratio, the learning
     rate, or an ensemble member's column (``nu_0`` beside ``nu``)."""
-    return [n for n in names if n not in ("step", "loss", "lr")
-            and not n.startswith(("loss_", "lambda_", "imbalance_")) and not any(_member_of(n, other) for other in names)]
+    return [n for n in names if n not in ("step", "loss", "lr") and not n.startswith(("loss_", "lambda_", "imbalance_"))
+            and not any(_member_of(n, other) for other in names)]
 
 
 def _member_of(column, name):

@@ -49,7 +49,7 @@ DRIFT_FRACTION = 0.25  # ν "still moves" when its window halves differ by more 
 LBFGS_COLLOCATION = 4  # the L-BFGS batch: this many times n_collocation points, fixed
 LBFGS_CSV = "lbfgs.csv"
 SETTLE_EVERY = 500  # steps between the checks of whether a run has settled (each reads the metrics back)
-ERROR_EVERY = 250  # steps between samples of that standard error (the error bar averages those in its window)
+ERROR_EVERY = 250  # steps between samples of ν's sub-box jackknife error (the error bar averages its window's)
 LOSS_SETTLED = 0.9  # a data loss still falls when its median over the run's last quarter is below this × the one before
 PROBLEMS = ("burgers", "helmholtz", "klein-gordon")
 
@@ -77,9 +77,10 @@ class TrainConfig:
     run reports ν's error bar ``nu_sigma``: how much the sub-boxes of the domain disagree on ν (a jackknife,
     :mod:`pinnfast.uncertainty`), with an ensemble's spread. ``tol`` is the relative accuracy asked of ν: an
     error bar or a spread larger than ``tol``, or a drift of ν between the halves of its averaging window larger
-    than ``DRIFT_FRACTION × tol``, gives the warning that ν is not identified well by these data. A run whose ν still drifts that much at ``steps`` goes on, its target raised by
-    half at a time, until ν settles or ``max_steps`` (default 3 × ``steps``) is reached: in the regime sweep, runs
-    that ended more than 1 % off were all still creeping towards the truth. ``keep_checkpoints`` lists steps whose
+    than ``DRIFT_FRACTION × tol``, gives the warning that ν is not identified well by these data. A run whose ν
+    still drifts that much at ``steps`` goes on, its target raised by half at a time, until ν settles or
+    ``max_steps`` (default 3 × ``steps``) is reached: in the regime sweep, runs that ended more than 1 % off at
+    the old learning rate were all still creeping towards the truth. ``keep_checkpoints`` lists steps whose
     checkpoints are kept (``checkpoints/step_<n>.pt``; 0 = the initial network) for ``pinnfast diagnose``.
     """
 
@@ -581,9 +582,8 @@ class Trainer:
     def _identification_warning(self, name, summary):
         """Why the reported value of unknown ``name`` may be off by more than ``tol``, or None: the ensemble's
         members disagree by more than ``tol``, its error bar (``_sigma``) is wider than ``tol``, or it still moved
-        by more than ``tol / 4`` between the two halves of its averaging window. In the regime sweep (BENCHMARKS.md) ν was still creeping towards the truth in every
-        run that ended more than 1 % off, by 0.3–0.6 % per half window, while runs within 1 % had settled to 0.1 %
-        or less."""
+        by more than ``tol / 4`` between the two halves of its averaging window (BENCHMARKS.md: on the regime sweep
+        every clean case that ended more than 1 % off had an error bar above 1 %)."""
         tol, reasons, advice, who = self.config.tol, [], [], symbol(name)
         value, spread, drift = summary[name], summary.get(f"{name}_spread", 0.0), summary[f"{name}_drift"]
         sigma = summary[f"{name}_sigma"]

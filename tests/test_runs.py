@@ -273,7 +273,8 @@ def test_cli_message_states_the_window_and_the_truth(tmp_path, capsys):
            "averaged over 10 steps only" in err
     result = json.loads((out / RESULT).read_text())
     assert (f"nu = {result['nu']:.6g} ± {result['nu_sigma']:.2g} (error bar from the sub-boxes of the domain; "
-            f"mean over steps 201–210 after a 200-step warm-up, jitter ± {result['nu_std']:.2g}; last iterate") in stdout
+            f"mean over steps 201–210 after a 200-step warm-up, jitter ± {result['nu_std']:.2g}; last iterate"
+            in stdout)
     assert f"true 0.03: error {100 * (result['nu'] - 0.03) / 0.03:+.2f} %" in stdout
     assert result["nu_true"] == 0.03 and result["nu_window"] == [201, 210]
     assert result["nu_error"] == pytest.approx((result["nu"] - 0.03) / 0.03)
