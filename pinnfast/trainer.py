@@ -580,22 +580,22 @@ class Trainer:
             summary[f"{name}_sigma"] = sigma if math.isfinite(sigma) else None  # None: the residual ignores it
 
     def _identification_warning(self, name, summary):
-        """Why the reported value of unknown ``name`` may be off by more than ``tol``, or None: the ensemble's
-        members disagree by more than ``tol``, its error bar (``_sigma``) is wider than ``tol``, or it still moved
-        by more than ``tol / 4`` between the two halves of its averaging window (BENCHMARKS.md: on the regime sweep
-        every clean case that ended more than 1 % off had an error bar above 1 %)."""
+        """Why the reported value of unknown ``name`` may be off by more than ``tol``, or None: its error bar
+        (``_sigma``; an ensemble's includes the members' spread) is wider than ``tol``, or it still moved by more
+        than ``tol / 4`` between the two halves of its averaging window (BENCHMARKS.md: on the regime sweep every
+        clean case that ended more than 1 % off had an error bar above 1 %)."""
         tol, reasons, advice, who = self.config.tol, [], [], symbol(name)
-        value, spread, drift = summary[name], summary.get(f"{name}_spread", 0.0), summary[f"{name}_drift"]
-        sigma = summary[f"{name}_sigma"]
-        if spread > tol * abs(value):
-            reasons.append(f"the {self.config.ensemble} ensemble members disagree by ±"
-                           f"{100 * spread / abs(value):.2g} % (standard deviation)")
-            advice.append("more data, or less noisy data")
-        elif summary[f"{name}_window"] is not None and not (sigma is not None and sigma <= tol * abs(value)):
-            reasons.append(f"the residual does not change with {who}" if sigma is None else
-                           f"its error bar is ±{100 * sigma / abs(value):.2g} % (the sub-boxes of the domain ask for "
-                           f"different values of {who}: the network's derivatives pin it no better)")
-            advice.append(f"more data, or data where {who} matters more (sharper fields), or more steps")
+        value, sigma, drift = summary[name], summary[f"{name}_sigma"], summary[f"{name}_drift"]
+        if summary[f"{name}_window"] is not None and not (sigma is not None and sigma <= tol * abs(value)):
+            if sigma is None:
+                reasons.append(f"the residual does not change with {who}")
+            else:
+                why = f"the sub-boxes of the domain ask for different values of {who}"
+                if self.config.members is not None:
+                    why = (f"the {self.config.ensemble} ensemble members disagree by ±"
+                           f"{100 * summary[f'{name}_spread'] / abs(value):.2g} % (standard deviation), and {why}")
+                reasons.append(f"its error bar is ±{100 * sigma / abs(value):.2g} % ({why})")
+            advice.append(f"more data, or less noisy data, or data where {who} matters more (sharper fields)")
         if drift is not None and abs(drift) > DRIFT_FRACTION * tol:
             first, last = summary[f"{name}_window"]
             reasons.append(f"{who} was still moving ({100 * drift:+.2g} % between the halves of its "
