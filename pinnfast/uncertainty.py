@@ -33,17 +33,16 @@ def subdomain_jackknife(problem, values, points=None, backend="torch"):
     upper = ((x - problem.lo) / (problem.hi - problem.lo) >= 0.5).long()
     box = (upper << torch.arange(dim, device=device)).sum(-1)  # the sub-box of each point: 0 … 2^d − 1
     residual = problem.pde.residual
-    derivatives = problem.derivatives(x, residual.spec, residual.user, backend)
-    shape = () if problem.members is None else (problem.members, 1)
-    theta = tuple(torch.as_tensor(values[name], dtype=x.dtype, device=device).reshape(shape) for name in names)
-
-    def parts(*unknowns):
-        return torch.stack(residual(derivatives, dict(zip(names, unknowns))), -2)  # (…, parts, N)
-
-    with torch.no_grad():
-        r = parts(*theta)
-        directions = [tuple(torch.full_like(t, float(i == j)) for i, t in enumerate(theta)) for j in range(len(names))]
-        jacobian = torch.stack([torch.func.jvp(parts, theta, direction)[1] for direction in directions], -3)
+    derivatives = problem.derivatives(x, residual.spec, residual.user, backend)  # (the trainer calls in no_grad)
+    base, shape = ((), (len(x),)) if problem.members is None else ((problem.members, 1), (problem.members, len(x)))
+    # one copy of each unknown per point: a residual uses its unknowns point by point, so the gradient of one
+    # equation's sum with respect to the copies is ∂r/∂θ at every point (reverse mode: nothing to set up)
+    theta = [torch.as_tensor(values[name], dtype=x.dtype, device=device).reshape(base).expand(shape).clone()
+             .requires_grad_(True) for name in names]
+    with torch.enable_grad():
+        parts = residual(derivatives, dict(zip(names, theta)))
+        jacobian = torch.stack([torch.stack(_per_point_gradients(part, theta), -2) for part in parts], -2)
+    r = torch.stack(parts, -2).detach()  # (…, parts, N); the jacobian (…, unknowns, parts, N)
     group = box.repeat(r.shape[-2])  # the parts flattened in order: each point's sub-box, once per equation
     r, jacobian = r.double().flatten(-2), jacobian.double().flatten(-2)  # (…, P·N), (…, U, P·N)
     lead = r.shape[:-1]
@@ -60,3 +59,11 @@ def subdomain_jackknife(problem, values, points=None, backend="torch"):
         error = torch.full((*lead, len(names)), math.inf, dtype=torch.float64)
     error = torch.where(torch.isfinite(error), error, torch.full_like(error, math.inf)).cpu()
     return {name: error[..., j] for j, name in enumerate(names)}
+
+
+def _per_point_gradients(part, theta):
+    """∂part/∂θ_j at every point for each per-point copy θ_j (zeros where the part does not use it)."""
+    if not part.requires_grad:
+        return [torch.zeros_like(t) for t in theta]
+    grads = torch.autograd.grad(part.sum(), theta, retain_graph=True, allow_unused=True)
+    return [torch.zeros_like(t) if g is None else g for t, g in zip(theta, grads)]
