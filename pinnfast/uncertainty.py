@@ -4,7 +4,7 @@ The unknowns θ enter the residual; with the network fixed, the least-squares va
 θ − (JᵀJ)⁻¹ Jᵀ r (one Gauss–Newton step from θ, exact when the residual is linear in θ, as Burgers' is in ν), where
 r is the residual and J = ∂r/∂θ at those points. Where the network's derivatives are wrong, different parts of the
 box ask for different θ: the spread of the leave-one-sub-box-out values (the box halved along every input, 2^d
-sub-boxes, each equation of the residual its own group) is the jackknife's standard error of θ. It measures the
+sub-boxes, the residual's equations pooled within each) is the jackknife's standard error of θ. It measures the
 network's systematic error that no step-to-step jitter shows; BENCHMARKS.md checks its coverage on the regime sweep.
 """
 import math
