@@ -702,7 +702,7 @@ class Trainer:
         trainer.generator.set_state(generators[trainer.ranks.rank])
         trainer.step, trainer.seconds = state["step"], state["seconds"]
         trainer.lbfgs_done = state.get("lbfgs_done", False)
-        trainer.error_samples = [sample for sample in state.get("error_samples", []) if sample[0] <= trainer.step]
+        trainer.error_samples = state.get("error_samples", [])  # taken up to the checkpoint's step (older: none)
         trainer.checkpoint_step = trainer.step
         older = [name for name in trainer.metric_names if name not in trainer.imbalance_names]
         if trainer.imbalance_names and metrics_header(out_dir) == older:  # begun before the ratio was logged
