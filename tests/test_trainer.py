@@ -31,6 +31,74 @@ def test_resume_equals_uninterrupted_run(model, tmp_path):
     assert (tmp_path / "a" / METRICS_CSV).read_text() == (tmp_path / "b" / METRICS_CSV).read_text()
 
 
+def test_every_step_is_a_reference_adam_step_on_its_gradients(tmp_path):
+    """The update equals torch's single-tensor Adam on the same gradients, annealing steps included, whose
+    input-layer gradients are non-contiguous views (torch 2.13's fused CPU Adam misreads those)."""
+    trainer = pf.Trainer(_observations(), pf.TrainConfig(model="m4", steps=6, anneal_period=2, **{**SMALL, "nu_warmup": 1}),
+                         tmp_path / "run", "cpu")
+    mirror = {p: p.detach().clone() for p in trainer.params}
+    reference = torch.optim.Adam([{**{k: v for k, v in group.items() if k not in ("params", "foreach", "fused")},
+                                   "params": [mirror[p] for p in group["params"]]}
+                                  for group in trainer.optimizer.param_groups], foreach=False)
+    update, strided = trainer.optimizer.step, []
+
+    def step_beside_the_reference():
+        for group, twin in zip(trainer.optimizer.param_groups, reference.param_groups):
+            twin["lr"] = group["lr"]
+        for p, q in mirror.items():
+            q.grad = None if p.grad is None else p.grad.clone()  # strides kept
+            strided.append(p.grad is not None and not p.grad.is_contiguous())
+        reference.step()
+        return update()
+
+    trainer.optimizer.step = step_beside_the_reference
+    for _ in range(6):
+        trainer.train_step()
+        for p, q in mirror.items():
+            torch.testing.assert_close(p.detach(), q, rtol=1e-6, atol=1e-9)
+    assert any(strided)  # the case that needs the care was exercised
+
+
+def _trained(tmp_path, name, steps=6, **options):
+    config = pf.TrainConfig(model="m4", steps=steps, anneal_period=2, **{**SMALL, "nu_warmup": 1}, **options)
+    trainer = pf.Trainer(_observations(), config, tmp_path / name, "cpu")
+    for _ in range(steps):
+        trainer.train_step()
+    return trainer
+
+
+def test_compiled_losses_train_as_the_uncompiled_ones(tmp_path, monkeypatch):
+    """compile=True: the same steps (annealing ones included: several reverse passes through one compiled graph)
+    from the same random stream. The compiler here is aot_eager (the traced graph run op by op): the plumbing is
+    the same as inductor's, whose C++ compile takes most of a minute (measured in BENCHMARKS.md)."""
+    monkeypatch.setattr(pf.trainer, "COMPILER", "aot_eager")
+    plain, compiled = _trained(tmp_path, "plain"), _trained(tmp_path, "compiled", compile=True)
+    assert compiled._losses is not compiled.problem.losses
+    for p, q in zip(plain.params, compiled.params):
+        torch.testing.assert_close(q, p, rtol=1e-5, atol=1e-7)
+    assert torch.equal(plain.generator.get_state(), compiled.generator.get_state())
+
+
+def test_a_failing_compiler_falls_back_to_the_uncompiled_run(tmp_path, monkeypatch):
+    def broken(function, **options):
+        def fails(*args):
+            raise RuntimeError("no C++ compiler found")
+        return fails
+
+    plain = _trained(tmp_path, "plain")
+    monkeypatch.setattr(torch, "compile", broken)
+    with pytest.warns(pf.PinnfastWarning, match="torch.compile failed .*no C\\+\\+ compiler.*training uncompiled"):
+        fallback = _trained(tmp_path, "fallback", compile=True)
+    for p, q in zip(plain.params, fallback.params):
+        assert torch.equal(p, q)
+
+
+def test_compile_is_for_the_torch_backend(tmp_path, monkeypatch):
+    monkeypatch.setattr(pf.trainer, "resolve_backend", lambda config, device: "triton")
+    with pytest.raises(pf.PinnfastError, match="--compile compiles the torch backend"):
+        pf.Trainer(_observations(), pf.TrainConfig(compile=True, **SMALL), tmp_path / "run", "cpu")
+
+
 def test_cli_resume(tmp_path, capsys):
     data = tmp_path / "obs.npz"
     pf.save_observations(data, _observations())
