@@ -10,7 +10,8 @@ with `shared/` in .git/info/exclude); the report says in a row when it or jax is
 after every section, a failed section is a row of the final table, and a correctness failure exits with status 1.
 
 (a) every kernel (jets of MLP and ModifiedMLP, fused Burgers; their fused backward and the fused Burgers loss's
-    gradients to the parameters and ν) against float64 autograd, for every precision; the cases run in one spawned
+    gradients to the parameters and ν; the same for an ensemble of 3 as one batched launch, against each member
+    alone) against float64 autograd, for every precision; the cases run in one spawned
     process per CPU (`--workers`), which also compile the timed sections' kernels into Triton's on-disk cache:
     compiled one after the other, the kernels alone would take most of a GPU lease;
 (b) residual evaluation at N = 2^20 for W=64 L=4 and W=128 L=6: the fused kernel, the torch Taylor path (eager
@@ -18,7 +19,8 @@ after every section, a failed section is a row of the final table, and a correct
 (c) 10^8 points streamed through `evaluate_residuals`, with the peak GPU memory;
 (d) one M4 training step with annealing every step (16384 collocation + 2048 observation points, W=64 L=4 and
     W=128 L=6): pinnfast's own `Trainer.train_step` on the triton and on the torch backend, beside the shared
-    script's eager autograd, torch Taylor (eager and torch.compile) and JAX steps;
+    script's eager autograd, torch Taylor (eager and torch.compile) and JAX steps; and the main job's step (the
+    defaults) on the triton backend for one network and for an ensemble of 8 in one batched launch per loss;
 (e) `pinnfast infer` on the shipped example, end to end (a subprocess; the wall time a user sees);
 plus the card's fp32 and tf32 matrix-product ceilings measured in the same run.
 """
@@ -92,6 +94,7 @@ def model_for(kind, width, depth, device, seed):
 
 # ---------------------------------------------------------------------------------------------- (a) correctness
 TIMED_CONFIGS = [(64, 4), (128, 6)]  # (width, depth) of the timed sections, as in BASELINES.md
+ENSEMBLE = 8  # members of the timed ensemble step
 CHECK_CASES = [("ModifiedMLP", 128, 6), ("ModifiedMLP", 64, 4), ("ModifiedMLP", 50, 3), ("MLP", 100, 1)]
 
 
@@ -151,6 +154,39 @@ def check_gradients(model, x, seed, precision):
                 passed=max(jets_error, loss_error) <= GRADIENT_TOLERANCE[precision])
 
 
+def check_ensemble(precision, device_type, smoke, members=3):
+    """An ensemble as one batched launch (the grid's member axis): its jets' gradients (random upstream) and its
+    per-member Burgers losses' gradients against float64 autograd of each member as a network of its own."""
+    device = torch.device(device_type)
+    torch.manual_seed(members)
+    n, width, depth = (13, 16, 1) if smoke else (5000 + 13, 50, 3)
+    model = pf.ModifiedMLP(3, 2, width, depth, domain=([-1.0, -1.0, 0.0], [1.0, 1.0, 1.0]), members=members).to(device)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.normal_(0, 0.5)
+    x = torch.rand(members, n, 3, device=device) * torch.tensor([2.0, 2.0, 1.0], device=device) - \
+        torch.tensor([1.0, 1.0, 0.0], device=device)
+    upstream = torch.randn(6, members, n, 2, device=device)
+    got_jets = torch.autograd.grad(pf.taylor_jets(model, x, backend="triton", precision=precision),
+                                   list(model.parameters()), upstream)
+    log_nu = torch.tensor([0.01, 0.02, 0.05][:members], device=device).log().requires_grad_(True)
+    got_loss = torch.autograd.grad(burgers_loss(model, x, log_nu.exp(), precision=precision).sum(),
+                                   [*model.parameters(), log_nu])
+    jets_error = loss_error = 0.0
+    for k in range(members):
+        single = model.member(k).double()
+        jets = pf.taylor_jets(single, x[k].double(), FIRST, SECOND, backend="autograd")
+        want = torch.autograd.grad(jets, list(single.parameters()), upstream[:, k].double())
+        jets_error = max(jets_error, *(relative_error(g[k].reshape(w.shape), w) for g, w in zip(got_jets, want)))
+        log_nu64 = log_nu[k].detach().double().requires_grad_(True)
+        residual, _ = pf.burgers_residuals(single, x[k].double(), log_nu64.exp(), backend="autograd")
+        want = torch.autograd.grad(residual.square().mean(0).sum(), [*single.parameters(), log_nu64])
+        loss_error = max(loss_error, *(relative_error(g[k].reshape(w.shape), w) for g, w in zip(got_loss, want)))
+    return [dict(kind="ensemble_check", members=members, width=width, depth=depth, precision=precision, n=n,
+                 max_err_jets_grad=jets_error, max_err_burgers_loss_grad=loss_error,
+                 passed=max(jets_error, loss_error) <= GRADIENT_TOLERANCE[precision])]
+
+
 def warm_residuals(width, depth, precision, device_type, smoke):
     """Compiles the Burgers kernel exactly as section (b) launches it (N = 2^20 specialises differently)."""
     model = model_for(pf.ModifiedMLP, width, depth, torch.device(device_type), 0).float()
@@ -186,9 +222,12 @@ def check_kernels(device, smoke, workers):
     cases = CHECK_CASES[2:] if smoke else CHECK_CASES  # slowest compiles first
     jobs = [(check_case, (kind, width, depth, seed, precision, device.type, smoke))
             for seed, (kind, width, depth) in enumerate(cases) for precision in PRECISIONS]
+    # a smoke run (the interpreter, K times a network's programs) checks the ensemble's bookkeeping in one precision
+    jobs += [(check_ensemble, (precision, device.type, smoke))
+             for precision in (PRECISIONS[:1] if smoke else PRECISIONS)]
     jobs += [(warm_train_step, (step_config(width, depth, smoke), device.type)) for width, depth in step_configs(smoke)]
     if not smoke:  # a smoke run has nothing to compile; these only fill the cache
-        jobs += [(warm_train_step, ({}, device.type))]
+        jobs += [(warm_train_step, ({}, device.type)), (warm_train_step, ({"ensemble": ENSEMBLE}, device.type))]
         jobs += [(warm_residuals, (width, depth, precision, device.type, smoke))
                  for width, depth in TIMED_CONFIGS for precision in PRECISIONS]
     for (function, args), (rows, error) in zip(jobs, run_side_by_side(jobs, workers)):
@@ -307,6 +346,23 @@ def time_train_steps(device, smoke, baselines):
                     log(**row)
 
 
+def time_ensemble_steps(device, smoke):
+    """The main job's step (the defaults: M4, W=32 L=3, 512 + 512 points) on the triton backend for one network and
+    for an ensemble of ``ENSEMBLE`` as one batched launch per loss: what the error bar's ensemble costs."""
+    for members in (1, 2 if smoke else ENSEMBLE):
+        overrides = dict(n_collocation=32, batch_size=16, width=16, depth=1) if smoke else {}
+        config = pf.TrainConfig(**overrides, ensemble=members, backend="triton")
+        try:
+            with tempfile.TemporaryDirectory() as tmp:
+                trainer = pf.Trainer(pf.make_observations(0.02, 2000, seed=0), config, Path(tmp) / "run",
+                                     device.type)
+                ms = timed(trainer.train_step, smoke)
+            log(kind="ensemble_step", members=members, width=config.width, depth=config.depth,
+                Nr=config.n_collocation, Nd=config.batch_size, ms=ms)
+        except Exception as exc:
+            log(kind="ensemble_step", members=members, error=repr(exc)[:200])
+
+
 # ---------------------------------------------------------------------------------------------- (e) the main job
 def time_infer(device, smoke, deadline):
     """`pinnfast infer` on the shipped example as a user runs it, within what is left of the report's budget."""
@@ -359,6 +415,11 @@ def table():
                      f"{max(r['max_err_jets_grad'] for r in rows):.1e}, Burgers loss "
                      f"{max(r['max_err_burgers_loss_grad'] for r in rows):.1e}; "
                      f"{sum(r['passed'] for r in rows)}/{len(rows)} within {GRADIENT_TOLERANCE[precision]:.0e}")
+    for precision in PRECISIONS:
+        for r in (r for r in RESULTS if r["kind"] == "ensemble_check" and r["precision"] == precision):
+            lines.append(f"ensemble of {r['members']} {precision:7s}: max rel err jets backward "
+                         f"{r['max_err_jets_grad']:.1e}, Burgers loss {r['max_err_burgers_loss_grad']:.1e}; "
+                         f"{'within' if r['passed'] else 'NOT within'} {GRADIENT_TOLERANCE[precision]:.0e}")
     evals = [r for r in RESULTS if r["kind"] == "residual_eval"]
     for width, depth in sorted({(r["width"], r["depth"]) for r in evals}):
         rows = [r for r in evals if (r["width"], r["depth"]) == (width, depth)]
@@ -385,6 +446,13 @@ def table():
                 lines.append(f"  {r['impl']:24s} failed: {r['error'][:60]}")
                 continue
             lines.append(f"  {r['impl']:24s} {r['ms']:9.3f} {r['ms'] / ours['ms'] if ours else float('nan'):18.2f}")
+    ensemble = {r["members"]: r for r in RESULTS if r["kind"] == "ensemble_step"}
+    if ensemble:
+        one = ensemble.get(1, {}).get("ms")
+        lines.append("training step, the defaults on the triton backend: " + ", ".join(
+            f"{k} network{'s' if k > 1 else ''} " + (f"failed: {r['error'][:40]}" if "error" in r else
+                                                     f"{r['ms']:.3f} ms" + (f" ({r['ms'] / one:.2f}×)" if one else ""))
+            for k, r in sorted(ensemble.items())))
     for r in RESULTS:
         if r["kind"] == "infer":
             lines.append("pinnfast infer (shipped example): " + (
@@ -470,7 +538,8 @@ def main():
     sections = [("correctness", lambda d, s: check_kernels(d, s, workers))]
     if not args.quick:
         sections += [("ceilings", time_ceilings), ("residual_eval", lambda d, s: time_residuals(d, s, baselines)),
-                     ("train_step", lambda d, s: time_train_steps(d, s, baselines)), ("stream", stream_large),
+                     ("train_step", lambda d, s: time_train_steps(d, s, baselines)),
+                     ("ensemble_step", time_ensemble_steps), ("stream", stream_large),
                      ("infer", lambda d, s: time_infer(d, s, deadline))]
     for section, step in sections:
         started = time.perf_counter()
@@ -488,7 +557,7 @@ def main():
             log(kind="error", step=section, error=traceback.format_exc()[-1500:])
         write_json()
     print(table())
-    failed = [r for r in RESULTS if (r["kind"] in ("check", "grad_check") and not r["passed"])
+    failed = [r for r in RESULTS if (r["kind"] in ("check", "grad_check", "ensemble_check") and not r["passed"])
               or (r["kind"] == "error" and r["step"] == "correctness")]
     sys.exit(1 if failed else 0)
 

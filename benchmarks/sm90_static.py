@@ -66,7 +66,7 @@ def compile_sm90(constexprs, num_warps, fn=kernel.mlp_jets_kernel):
     SASS mix."""
     names = list(fn.arg_names)
     signature = {name: "constexpr" if name in constexprs else
-                 ("i32" if name == "N" else "fp32" if name == "coef" else
+                 ("i32" if name in ("N", "members", "x_stride") else "fp32" if name == "coef" else
                   "*i32" if name.startswith(("dirs_", "map_")) else "*fp32")
                  for name in names}
     source = ASTSource(fn=fn, signature=signature,

@@ -29,9 +29,10 @@ from pinnfast.errors import PinnfastError
 from pinnfast.jets import JetSpec
 from pinnfast.models import ModifiedMLP
 
-from .jets import (DEFAULT_PRECISION, PLANES, _activate, _burgers_terms, _input_layers, _input_rule, _linear,
+from .jets import (DEFAULT_PRECISION, PLANES, _activate, _burgers_terms, _input_layers, _input_rule, _linear, _member,
                    _output_channel, _pre_activation, _product, _slot_layout, _slot_rows, _tanh, _value_and_partner,
-                   backward_launch_config, check_supported, halving_tile_on_overflow, launch, packed_weights)
+                   backward_launch_config, check_supported, halving_tile_on_overflow, launch, members_of,
+                   packed_weights, point_stride)
 
 BURGERS_SPEC = JetSpec(FIRST, SECOND)
 
@@ -152,34 +153,43 @@ def _zero(ptr, SIZE: tl.constexpr):
 def mlp_jets_backward_kernel(
     x_ptr, w_in_ptr, b_in_ptr, dirs_s_ptr, dirs_o_ptr, w_h_ptr, b_h_ptr, w_out_ptr, b_out_ptr,
     map_s_ptr, map_o_ptr, map_ss_ptr, grad_out_ptr, nu_ptr, scratch_ptr,
-    g_w_in_ptr, g_b_in_ptr, g_w_h_ptr, g_b_h_ptr, g_w_out_ptr, g_b_out_ptr, g_scalar_ptr, N, coef,
+    g_w_in_ptr, g_b_in_ptr, g_w_h_ptr, g_b_h_ptr, g_w_out_ptr, g_b_out_ptr, g_scalar_ptr, N, members, x_stride,
+    coef,
     IN_DIM: tl.constexpr, OUT_DIM: tl.constexpr, WP: tl.constexpr, DEPTH: tl.constexpr,
-    NSP: tl.constexpr, NOP: tl.constexpr, MODIFIED: tl.constexpr, BURGERS: tl.constexpr,
+    NSP: tl.constexpr, NOP: tl.constexpr, MODIFIED: tl.constexpr, ENSEMBLE: tl.constexpr, BURGERS: tl.constexpr,
     B: tl.constexpr, PRECISION: tl.constexpr,
 ):
-    """Parameter gradients over tiles pid, pid + P, ... into this program's partials (layout: ``new_partials``).
-    ``g_scalar``: (loss, ∂L/∂ν) in Burgers mode."""
+    """Parameter gradients over tiles pid, pid + P, ... (of the grid's member, for an ENSEMBLE) into this
+    program's partials (layout: ``new_partials``). ``g_scalar``: (loss, ∂L/∂ν) in Burgers mode."""
     H: tl.constexpr = 4 if 1 + NSP + NOP <= 4 else (8 if 1 + NSP + NOP <= 8 else 16)
     NC: tl.constexpr = 2 * H * B
     NIN: tl.constexpr = 3 if MODIFIED else 1
     FIRST: tl.constexpr = 2 if MODIFIED else 0
     JET: tl.constexpr = WP * NC
-    pid = tl.program_id(0)
     programs = tl.num_programs(0)
+    pid = tl.program_id(0)
+    member = 0
+    slot = pid.to(tl.int64)  # this program's partials and scratch
+    if ENSEMBLE:
+        member = tl.program_id(1).to(tl.int64)
+        slot += member * programs
+        x_ptr, w_in_ptr, b_in_ptr, w_h_ptr, b_h_ptr, w_out_ptr, b_out_ptr, nu_ptr = _member(
+            x_ptr, w_in_ptr, b_in_ptr, w_h_ptr, b_h_ptr, w_out_ptr, b_out_ptr, nu_ptr, member, x_stride, IN_DIM,
+            OUT_DIM, WP, DEPTH, MODIFIED)
     u, ph, pl, half, j, is_value, is_ds, is_do, is_second, is_live, dir_slot = _slot_layout(
         dirs_s_ptr, dirs_o_ptr, WP, NSP, NOP, B, H)
     jet_shape: tl.constexpr = (WP, B // 4, 2, H // 2, 4, 2)
     jet_offsets = tl.arange(0, WP)[:, None] * NC + tl.arange(0, NC)[None, :]
-    scratch = scratch_ptr + pid.to(tl.int64) * (DEPTH + 1) * JET
+    scratch = scratch_ptr + slot * (DEPTH + 1) * JET
     units = tl.arange(0, WP)
     # this program's partials, zeroed here (nothing is read before it is written)
-    g_w_in = g_w_in_ptr + pid * NIN * IN_DIM * WP
-    g_b_in = g_b_in_ptr + pid * NIN * WP
-    g_w_h = g_w_h_ptr + pid.to(tl.int64) * DEPTH * WP * WP
-    g_b_h = g_b_h_ptr + pid * DEPTH * WP
-    g_w_out = g_w_out_ptr + pid * OUT_DIM * WP
-    g_b_out = g_b_out_ptr + pid * 4
-    g_scalar = g_scalar_ptr + pid * 2
+    g_w_in = g_w_in_ptr + slot * NIN * IN_DIM * WP
+    g_b_in = g_b_in_ptr + slot * NIN * WP
+    g_w_h = g_w_h_ptr + slot * DEPTH * WP * WP
+    g_b_h = g_b_h_ptr + slot * DEPTH * WP
+    g_w_out = g_w_out_ptr + slot * OUT_DIM * WP
+    g_b_out = g_b_out_ptr + slot * 4
+    g_scalar = g_scalar_ptr + slot * 2
     for i in tl.static_range(NIN * IN_DIM):
         _zero(g_w_in + i * WP, WP)
     for i in tl.static_range(NIN):
@@ -236,8 +246,8 @@ def mlp_jets_backward_kernel(
                                       NSP)
             a = tl.zeros(jet_shape, tl.float32)
             for o in tl.static_range(OUT_DIM):
-                grad_y = tl.load(grad_out_ptr + tl.maximum(channel, 0).to(tl.int64) * N * OUT_DIM + rows * OUT_DIM + o,
-                                 mask=(channel >= 0) & row_mask, other=0.0)
+                grad_y = tl.load(grad_out_ptr + ((tl.maximum(channel, 0).to(tl.int64) * members + member) * N + rows)
+                                 * OUT_DIM + o, mask=(channel >= 0) & row_mask, other=0.0)
                 a += tl.load(w_out_ptr + o * WP + u) * grad_y
                 _accumulate(g_w_out + o * WP, units, _unit_sum(t * grad_y, WP))
                 _accumulate(g_b_out, o, tl.sum(tl.where(is_value, grad_y, 0.0)))
@@ -295,12 +305,14 @@ def _slots(meta):
     return 2 * (4 if live <= 4 else 8 if live <= 8 else 16)
 
 
-def new_partials(meta, programs, device):
-    """Per-program partial gradients of the packed weights. ``torch.empty``: each program zeroes its own."""
+def new_partials(meta, members, programs, device):
+    """Per-member, per-program partial gradients of the packed weights. ``torch.empty``: each program zeroes its
+    own."""
     nin, wp, depth = (3 if meta["MODIFIED"] else 1), meta["WP"], meta["DEPTH"]
     shapes = dict(w_in=(nin, meta["IN_DIM"], wp), b_in=(nin, wp), w_h=(depth, wp, wp), b_h=(depth, wp),
                   w_out=(meta["OUT_DIM"], wp), b_out=(4,), scalars=(2,))
-    return {name: torch.empty(programs, *shape, dtype=torch.float32, device=device) for name, shape in shapes.items()}
+    return {name: torch.empty(members, programs, *shape, dtype=torch.float32, device=device)
+            for name, shape in shapes.items()}
 
 
 def backward_programs(device, tiles, programs=None):
@@ -313,50 +325,53 @@ def backward_programs(device, tiles, programs=None):
 
 
 def launch_backward(model, x, spec, precision, *, grad_out=None, nu=None, block=None, programs=None, warps=None):
-    """Sums over the points of the packed weights' gradients (dict of tensors, see :func:`new_partials`), from
-    ``grad_out`` (jets layout) or, when ``grad_out`` is None, from the Burgers residual loss at ν (then
-    ``scalars`` = (L_r, ∂L_r/∂ν)). ``block``, ``warps`` and ``programs`` override the launch table (tuning)."""
+    """Sums over the points of the packed weights' gradients, per ensemble member (dict of tensors with a leading
+    member axis, see :func:`new_partials`), from ``grad_out`` (jets layout) or, when ``grad_out`` is None, from
+    the Burgers residual loss at ν, one per member (then ``scalars`` = (L_r, ∂L_r/∂ν) per member). ``block``,
+    ``warps`` and ``programs`` (per member) override the launch table (tuning)."""
     burgers = grad_out is None
     packed = packed_weights(model, spec, x.device)
     meta = packed["meta"]
     best_block, best_warps = backward_launch_config(meta, burgers, precision)
     block, warps = block or best_block, warps or best_warps
-    n = x.shape[0]
+    n, members = x.shape[-2], members_of(model)
     dummy = x.new_zeros(1)
     grad_out = dummy if burgers else grad_out.contiguous().float()
-    nu = dummy if nu is None else nu.detach().float().reshape(1).contiguous()
+    nu = dummy if nu is None else nu.detach().float().reshape(members).contiguous()
 
     def run(block):
         tiles = triton.cdiv(n, block)
         programs_used = backward_programs(x.device, tiles, programs)
-        partials = new_partials(meta, programs_used, x.device)
-        scratch = torch.empty(programs_used, meta["DEPTH"] + 1, meta["WP"], _slots(meta) * block,
+        partials = new_partials(meta, members, programs_used, x.device)
+        scratch = torch.empty(members, programs_used, meta["DEPTH"] + 1, meta["WP"], _slots(meta) * block,
                               dtype=torch.float32, device=x.device)
-        mlp_jets_backward_kernel[(programs_used,)](
-            x.contiguous(), *packed["tensors"], grad_out, nu, scratch, *partials.values(), n, 1.0 / n, **meta,
-            BURGERS=burgers, B=block, PRECISION=precision, num_warps=warps, num_stages=1)
-        return {name: partial.sum(0) for name, partial in partials.items()}  # a fixed-order, atomic-free reduction
+        mlp_jets_backward_kernel[(programs_used, members)](
+            x.contiguous(), *packed["tensors"], grad_out, nu, scratch, *partials.values(), n, members,
+            point_stride(model, x), 1.0 / n, **meta, BURGERS=burgers, B=block, PRECISION=precision,
+            num_warps=warps, num_stages=1)
+        return {name: partial.sum(1) for name, partial in partials.items()}  # a fixed-order, atomic-free reduction
 
     return halving_tile_on_overflow(run, block, model, spec)
 
 
 def model_gradients(model, sums):
-    """The packed gradients as one tensor per parameter of ``model``, in ``model.parameters()`` order: padding
-    dropped, the input normalisation unfolded (W' = scale ⊙ Wᵀ, b' = b + shift Wᵀ)."""
+    """The packed gradients as one tensor per parameter of ``model``, in ``model.parameters()`` order (an
+    ensemble's with their member axis): padding dropped, the input normalisation unfolded (W' = scale ⊙ Wᵀ,
+    b' = b + shift Wᵀ)."""
     width = model.width
     modified = isinstance(model, ModifiedMLP)
     inputs = [model.encoder_u, model.encoder_v, model.input_layer] if modified else [model.input_layer]
     grads = {}
     for k, layer in enumerate(inputs):
-        grad_w, grad_b = sums["w_in"][k, :, :width], sums["b_in"][k, :width]
-        grads[layer.weight] = (grad_w * model.in_scale[:, None] + model.in_shift[:, None] * grad_b).T
+        grad_w, grad_b = sums["w_in"][:, k, :, :width], sums["b_in"][:, k, :width]
+        grads[layer.weight] = (grad_w * model.in_scale[:, None] + model.in_shift[:, None] * grad_b[:, None]).mT
         grads[layer.bias] = grad_b
     for k, layer in enumerate(model.gates if modified else model.hidden):
-        grads[layer.weight] = sums["w_h"][k, :width, :width].T
-        grads[layer.bias] = sums["b_h"][k, :width]
-    grads[model.output.weight] = sums["w_out"][:, :width]
-    grads[model.output.bias] = sums["b_out"][:model.out_dim]
-    return [grads[p] for p in model.parameters()]
+        grads[layer.weight] = sums["w_h"][:, k, :width, :width].mT
+        grads[layer.bias] = sums["b_h"][:, k, :width]
+    grads[model.output.weight] = sums["w_out"][:, :, :width]
+    grads[model.output.bias] = sums["b_out"][:, :model.out_dim]
+    return [grads[p].reshape(p.shape) for p in model.parameters()]
 
 
 class TritonJets(torch.autograd.Function):
@@ -368,7 +383,9 @@ class TritonJets(torch.autograd.Function):
         ctx.model, ctx.spec, ctx.precision = model, spec, precision
         ctx.versions = [p._version for p in params]
         ctx.save_for_backward(x)
-        out = torch.empty(spec.n_outputs, x.shape[0], model.out_dim, dtype=torch.float32, device=x.device)
+        members = () if getattr(model, "members", None) is None else (model.members,)
+        out = torch.empty(spec.n_outputs, *members, x.shape[-2], model.out_dim, dtype=torch.float32,
+                          device=x.device)
         return launch(model, x, spec, out, out.new_zeros(1), False, precision, block)
 
     @staticmethod
@@ -395,29 +412,39 @@ def triton_jets(model, x, spec, precision=DEFAULT_PRECISION, block=None):
 
 
 class TritonBurgersLoss(torch.autograd.Function):
-    """``L_r = mean(r_u²) + mean(r_v²)``: the loss and its gradients to every parameter and to ν come from one
-    fused launch in the forward (the residuals never reach memory); the backward only scales them."""
+    """``L_r = mean(r_u²) + mean(r_v²)`` (one per member of an ensemble): the loss and its gradients to every
+    parameter and to ν come from one fused launch in the forward (the residuals never reach memory); the backward
+    only scales them."""
 
     @staticmethod
     def forward(ctx, x, nu, model, precision, programs, *params):
         sums = launch_backward(model, x, BURGERS_SPEC, precision, nu=nu, programs=programs)
-        ctx.save_for_backward(sums["scalars"][1].reshape(nu.shape).to(nu.dtype), *model_gradients(model, sums))
-        return sums["scalars"][0]
+        ctx.save_for_backward(sums["scalars"][:, 1].reshape(nu.shape).to(nu.dtype), *model_gradients(model, sums))
+        ctx.members = getattr(model, "members", None)
+        loss = sums["scalars"][:, 0]
+        return loss.reshape(()) if ctx.members is None else loss
 
     @staticmethod
     def backward(ctx, grad_loss):
         grad_nu, *grads = ctx.saved_tensors
-        return (None, grad_loss * grad_nu, None, None, None, *(grad_loss * g for g in grads))
+
+        def scaled(g):  # an ensemble's member k by its own loss's upstream gradient
+            return grad_loss * g if ctx.members is None else grad_loss.reshape(-1, *[1] * (g.dim() - 1)) * g
+        return (None, scaled(grad_nu), None, None, None, *(scaled(g) for g in grads))
 
 
 def burgers_loss(model, x, nu, precision=DEFAULT_PRECISION, programs=None):
     """The fused Burgers residual loss at collocation points ``x`` (x, y, t): a scalar tensor, differentiable with
-    respect to the model's parameters and to ``nu`` (a float or a tensor, e.g. ``log_nu.exp()``)."""
+    respect to the model's parameters and to ``nu`` (a float or a tensor, e.g. ``log_nu.exp()``). An ensemble of K
+    gives K losses, each member's on its points (``x`` shared ``(N, 3)`` or ``(K, N, 3)``) with its ν (K values)."""
     check_supported(model, x, precision)
     if model.in_dim != 3 or model.out_dim != 2:
         raise PinnfastError(f"Burgers needs a model (x, y, t) -> (u, v); got in_dim {model.in_dim}, "
                             f"out_dim {model.out_dim}")
-    if x.shape[0] == 0:
+    if x.shape[-2] == 0:
         raise PinnfastError("the Burgers loss needs at least one collocation point")
     nu = torch.as_tensor(nu, dtype=torch.float32, device=x.device)
+    if nu.numel() != members_of(model):
+        raise PinnfastError(f"nu must have one value per ensemble member ({members_of(model)}), got shape "
+                            f"{tuple(nu.shape)}")
     return TritonBurgersLoss.apply(x, nu, model, precision, programs, *model.parameters())

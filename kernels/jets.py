@@ -221,16 +221,36 @@ def _output_channel(j, half, is_value, is_ds, is_do, is_second, map_s_ptr, map_o
 
 
 @triton.jit
+def _member(x_ptr, w_in_ptr, b_in_ptr, w_h_ptr, b_h_ptr, w_out_ptr, b_out_ptr, nu_ptr, member, x_stride,
+            IN_DIM: tl.constexpr, OUT_DIM: tl.constexpr, WP: tl.constexpr, DEPTH: tl.constexpr,
+            MODIFIED: tl.constexpr):
+    """An ensemble member's points (``x_stride`` 0 when the members share them), packed weights and ν: every
+    packed tensor has a leading member axis (one member for a single network)."""
+    NIN: tl.constexpr = 3 if MODIFIED else 1
+    return (x_ptr + member * x_stride, w_in_ptr + member * (NIN * IN_DIM * WP), b_in_ptr + member * (NIN * WP),
+            w_h_ptr + member * (DEPTH * PLANES * WP * WP), b_h_ptr + member * (DEPTH * WP),
+            w_out_ptr + member * (OUT_DIM * WP), b_out_ptr + member * OUT_DIM, nu_ptr + member)
+
+
+@triton.jit
 def mlp_jets_kernel(
     x_ptr, w_in_ptr, b_in_ptr, dirs_s_ptr, dirs_o_ptr, w_h_ptr, b_h_ptr, w_out_ptr, b_out_ptr,
-    map_s_ptr, map_o_ptr, map_ss_ptr, nu_ptr, out_ptr, N,
+    map_s_ptr, map_o_ptr, map_ss_ptr, nu_ptr, out_ptr, N, members, x_stride,
     IN_DIM: tl.constexpr, OUT_DIM: tl.constexpr, WP: tl.constexpr, DEPTH: tl.constexpr,
-    NSP: tl.constexpr, NOP: tl.constexpr, MODIFIED: tl.constexpr, BURGERS: tl.constexpr,
+    NSP: tl.constexpr, NOP: tl.constexpr, MODIFIED: tl.constexpr, ENSEMBLE: tl.constexpr, BURGERS: tl.constexpr,
     B: tl.constexpr, PRECISION: tl.constexpr,
 ):
-    """Jets of a tile of B points (B a multiple of 4) through the whole network, all channels in one operand."""
+    """Jets of a tile of B points (B a multiple of 4) through the whole network, all channels in one operand. For
+    an ENSEMBLE the grid's second axis is the member (outputs ``(C, members, N, out)``, Burgers ``(members, N,
+    4)``); a single network compiles without the member offsets (pointers offset at run time take registers)."""
     H: tl.constexpr = 4 if 1 + NSP + NOP <= 4 else (8 if 1 + NSP + NOP <= 8 else 16)
     NC: tl.constexpr = 2 * H * B
+    member = 0
+    if ENSEMBLE:
+        member = tl.program_id(1).to(tl.int64)
+        x_ptr, w_in_ptr, b_in_ptr, w_h_ptr, b_h_ptr, w_out_ptr, b_out_ptr, nu_ptr = _member(
+            x_ptr, w_in_ptr, b_in_ptr, w_h_ptr, b_h_ptr, w_out_ptr, b_out_ptr, nu_ptr, member, x_stride, IN_DIM,
+            OUT_DIM, WP, DEPTH, MODIFIED)
     u, ph, pl, half, j, is_value, is_ds, is_do, is_second, is_live, dir_slot = _slot_layout(
         dirs_s_ptr, dirs_o_ptr, WP, NSP, NOP, B, H)
     rows = tl.program_id(0).to(tl.int64) * B + ph * 4 + pl
@@ -251,7 +271,7 @@ def mlp_jets_kernel(
         r_v = v_t + u_val * v_x + v_val * v_y - nu * lap_v
         prow = tl.program_id(0).to(tl.int64) * B + tl.arange(0, B)
         pmask = prow < N
-        base = out_ptr + prow * 4
+        base = out_ptr + (member * N + prow) * 4
         tl.store(base, tl.reshape(u_val, (B,)), mask=pmask)
         tl.store(base + 1, tl.reshape(v_val, (B,)), mask=pmask)
         tl.store(base + 2, tl.reshape(r_u, (B,)), mask=pmask)
@@ -265,7 +285,7 @@ def mlp_jets_kernel(
         for o in tl.static_range(OUT_DIM):
             y = tl.sum(t * tl.load(w_out_ptr + o * WP + u), axis=0)
             y = y + tl.where(value_o, tl.load(b_out_ptr + o), 0.0)
-            offsets = tl.maximum(channel, 0).to(tl.int64) * N * OUT_DIM + rows_o * OUT_DIM + o
+            offsets = ((tl.maximum(channel, 0).to(tl.int64) * members + member) * N + rows_o) * OUT_DIM + o
             tl.store(out_ptr + offsets, y, mask=(channel >= 0) & (rows_o < N))
 
 
@@ -336,17 +356,17 @@ def check_supported(model, x, precision):
     if not isinstance(model, (MLP, ModifiedMLP)):
         raise PinnfastError(f"the triton backend supports pinnfast.MLP and pinnfast.ModifiedMLP, not "
                             f"{type(model).__name__}; use backend='torch' or 'autograd'")
-    if getattr(model, "members", None) is not None:
-        raise PinnfastError(f"the triton backend evaluates one network, not an ensemble of {model.members}; use "
-                            "backend='torch'")
     if not x.is_cuda and os.environ.get("TRITON_INTERPRET") != "1":
         raise PinnfastError("the triton backend needs CUDA tensors; on the CPU it runs only under the Triton "
                             "interpreter (set TRITON_INTERPRET=1 before importing triton; slow, for testing) — "
                             "or use backend='torch'")
     if any(p.device != x.device for p in model.parameters()):
         raise PinnfastError(f"the model's parameters and the points must be on one device; points are on {x.device}")
-    if x.dim() != 2 or x.shape[1] != model.in_dim:
-        raise PinnfastError(f"points must have shape (N, {model.in_dim}), got {tuple(x.shape)}")
+    members = getattr(model, "members", None)
+    per_member = members is not None and x.dim() == 3 and x.shape[0] == members
+    if not (x.dim() == 2 or per_member) or x.shape[-1] != model.in_dim:
+        shapes = f"(N, {model.in_dim})" + ("" if members is None else f" or ({members}, N, {model.in_dim})")
+        raise PinnfastError(f"points must have shape {shapes}, got {tuple(x.shape)}")
     if x.dtype != torch.float32 or any(p.dtype != torch.float32 for p in model.parameters()):
         raise PinnfastError("the triton backend computes in float32: pass a float32 model and float32 points")
     if model.width > MAX_WIDTH or model.in_dim > MAX_IN_DIM or model.out_dim > MAX_OUT_DIM:
@@ -378,32 +398,49 @@ def round_tf32(x):
     return ((bits + 0x1000) & ~0x1FFF).view(torch.float32)
 
 
+def members_of(model):
+    """The ensemble's member count; 1 for a single network."""
+    return getattr(model, "members", None) or 1
+
+
+def _weight(layer, members):
+    """A layer's weight as ``(members, out, in)``: an ensemble's as it is, a single network's with a member axis."""
+    return layer.weight.reshape(members, *layer.weight.shape[-2:])
+
+
+def _bias(layer, members):
+    return layer.bias.reshape(members, -1)
+
+
 def pack_weights(model, spec, device):
-    """Float32 tiles for the kernel: widths padded to WP with zeros, input normalisation folded into W', b'.
+    """Float32 tiles for the kernel, each with a leading member axis (one member for a single network): widths
+    padded to WP with zeros, input normalisation folded into W', b'.
 
     x̃ = x * scale + shift, so x̃ W + b = x (scale ⊙ W) + (b + shift W).
     """
-    width, wp = model.width, _pow2(model.width, 16)
+    width, wp, members = model.width, _pow2(model.width, 16), members_of(model)
     modified = isinstance(model, ModifiedMLP)
     inputs = [model.encoder_u, model.encoder_v, model.input_layer] if modified else [model.input_layer]
     hidden = model.gates if modified else model.hidden
     f32 = dict(dtype=torch.float32, device=device)
-    w_in = torch.zeros(len(inputs), model.in_dim, wp, **f32)
-    b_in = torch.zeros(len(inputs), wp, **f32)
+    w_in = torch.zeros(members, len(inputs), model.in_dim, wp, **f32)
+    b_in = torch.zeros(members, len(inputs), wp, **f32)
     for k, layer in enumerate(inputs):
-        w_in[k, :, :width] = layer.weight.T * model.in_scale[:, None]
-        b_in[k, :width] = layer.bias + model.in_shift @ layer.weight.T
-    w_h = torch.zeros(max(1, len(hidden)), PLANES, wp, wp, **f32)  # see PLANES
-    b_h = torch.zeros(max(1, len(hidden)), wp, **f32)
+        weight = _weight(layer, members).mT  # (members, in, out)
+        w_in[:, k, :, :width] = weight * model.in_scale[:, None]
+        b_in[:, k, :width] = _bias(layer, members) + (model.in_shift @ weight)
+    w_h = torch.zeros(members, len(hidden), PLANES, wp, wp, **f32)  # see PLANES
+    b_h = torch.zeros(members, len(hidden), wp, **f32)
     for k, layer in enumerate(hidden):
-        w_h[k, 0, :width, :width] = layer.weight.T
-        w_h[k, 1] = round_tf32(w_h[k, 0].T)
-        w_h[k, 2] = round_tf32(w_h[k, 0].T - w_h[k, 1])
-        w_h[k, 3] = round_tf32(w_h[k, 0])
-        w_h[k, 4] = round_tf32(w_h[k, 0] - w_h[k, 3])
-        b_h[k, :width] = layer.bias
-    w_out = torch.zeros(model.out_dim, wp, **f32)
-    w_out[:, :width] = model.output.weight
+        w = w_h[:, k]
+        w[:, 0, :width, :width] = _weight(layer, members).mT
+        w[:, 1] = round_tf32(w[:, 0].mT)
+        w[:, 2] = round_tf32(w[:, 0].mT - w[:, 1])
+        w[:, 3] = round_tf32(w[:, 0])
+        w[:, 4] = round_tf32(w[:, 0] - w[:, 3])
+        b_h[:, k, :width] = _bias(layer, members)
+    w_out = torch.zeros(members, model.out_dim, wp, **f32)
+    w_out[:, :, :width] = _weight(model.output, members)
     # channel groups: second directions (d_s, s_s aligned), then first-only directions (d_o)
     first_only = [i for i in spec.first if i not in spec.second]
     nsp, nop = _pow2(len(spec.second)), _pow2(len(first_only))
@@ -412,31 +449,39 @@ def pack_weights(model, spec, device):
     return dict(
         tensors=(w_in, b_in, torch.tensor(_padded(spec.second, nsp), **i32),
                  torch.tensor(_padded(first_only, nop), **i32), w_h, b_h, w_out,
-                 model.output.bias.detach().float().contiguous(),
+                 _bias(model.output, members).detach().float().contiguous(),
                  torch.tensor(_padded([public_first.get(i, -1) for i in spec.second], nsp), **i32),
                  torch.tensor(_padded([public_first[i] for i in first_only], nop), **i32),
                  torch.tensor(_padded([1 + len(spec.first) + k for k in range(len(spec.second))], nsp), **i32)),
         meta=dict(IN_DIM=model.in_dim, OUT_DIM=model.out_dim, WP=wp, DEPTH=len(hidden), NSP=nsp, NOP=nop,
-                  MODIFIED=modified),
+                  MODIFIED=modified, ENSEMBLE=getattr(model, "members", None) is not None),
     )
 
 
+def point_stride(model, x):
+    """Floats between two members' points: 0 when they share ``x`` of shape ``(N, in)``."""
+    return x.shape[-2] * x.shape[-1] if x.dim() == 3 else 0
+
+
 def launch(model, x, spec, out, nu, burgers, precision, block=None):
-    """Run the kernel over every tile of ``x`` into ``out`` (jets layout, or (N, 4) for Burgers); tile and warps
-    from the launch table unless ``block`` is given."""
+    """Run the kernel over every tile of ``x`` and every ensemble member into ``out`` (jets layout ``(C, [K,] N,
+    out)``, or ``([K,] N, 4)`` for Burgers; ``nu`` one per member); tile and warps from the launch table unless
+    ``block`` is given."""
     if block is not None and block not in BLOCKS:
         raise PinnfastError(f"block must be one of {', '.join(map(str, BLOCKS))} points, got {block!r}")
-    if x.shape[0] == 0:
+    n = x.shape[-2]
+    if n == 0:
         return out
     packed = packed_weights(model, spec, x.device)
     meta = packed["meta"]
     best_block, warps = launch_config(meta, burgers, precision)
     block = block or best_block
+    members = members_of(model)
 
     def run(block):
-        mlp_jets_kernel[(triton.cdiv(x.shape[0], block),)](
-            x.contiguous(), *packed["tensors"], nu, out, x.shape[0], **meta, BURGERS=burgers, B=block,
-            PRECISION=precision, num_warps=warps, num_stages=1)
+        mlp_jets_kernel[(triton.cdiv(n, block), members)](
+            x.contiguous(), *packed["tensors"], nu, out, n, members, point_stride(model, x), **meta,
+            BURGERS=burgers, B=block, PRECISION=precision, num_warps=warps, num_stages=1)
         return out
     return halving_tile_on_overflow(run, block, model, spec)
 
@@ -464,6 +509,9 @@ def burgers_fields(model, x, nu, precision=DEFAULT_PRECISION, block=None, out=No
     if model.in_dim != 3 or model.out_dim != 2:
         raise PinnfastError(f"Burgers needs a model (x, y, t) -> (u, v); got in_dim {model.in_dim}, "
                             f"out_dim {model.out_dim}")
+    if getattr(model, "members", None) is not None:
+        raise PinnfastError(f"burgers_fields evaluates one network; take the members of this ensemble of "
+                            f"{model.members} one at a time (model.member(k))")
     nu = torch.as_tensor(nu, dtype=torch.float32, device=x.device).detach().reshape(1)
     if out is None:
         out = torch.empty(x.shape[0], 4, dtype=torch.float32, device=x.device)

@@ -166,19 +166,16 @@ def resolve_device(device):
 
 
 def resolve_backend(config, device):
-    """``auto`` → the fused Triton kernels on CUDA (one network of width <= 128, triton installed), torch otherwise;
-    ``triton`` where it cannot run → one clear error."""
+    """``auto`` → the fused Triton kernels on CUDA (width <= 128, float32, triton installed; an ensemble as one
+    batched launch), torch otherwise; ``triton`` where it cannot run → one clear error."""
     if config.backend == "auto":
-        usable = (device.type == "cuda" and config.members is None and config.width <= TRITON_MAX_WIDTH
-                  and config.dtype == "float32" and importlib.util.find_spec("triton") is not None)
+        usable = (device.type == "cuda" and config.width <= TRITON_MAX_WIDTH and config.dtype == "float32"
+                  and importlib.util.find_spec("triton") is not None)
         return "triton" if usable else "torch"
     if config.backend == "triton":
         if config.dtype != "float32":
             raise PinnfastError(f"--backend triton computes in float32; use --backend torch (or auto) with "
                                 f"{config.dtype}")
-        if config.members is not None:
-            raise PinnfastError(f"--backend triton trains one network, not an ensemble of {config.members}; use "
-                                "--backend torch (or auto) with --ensemble")
         if config.width > TRITON_MAX_WIDTH:
             raise PinnfastError(f"--backend triton supports width <= {TRITON_MAX_WIDTH}, got {config.width}")
         if device.type != "cuda" and os.environ.get("TRITON_INTERPRET") != "1":

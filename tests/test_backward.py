@@ -156,8 +156,66 @@ def test_burgers_loss_refuses_what_it_cannot_do():
         pf.kernels.burgers_loss(pf.ModifiedMLP(3, 2, 16, 1), torch.empty(0, 3), 0.1)
     with pytest.raises(pf.PinnfastError, match=r"Burgers needs a model \(x, y, t\) -> \(u, v\)"):
         pf.kernels.burgers_loss(pf.ModifiedMLP(2, 1, 16, 1), torch.rand(4, 2), 0.1)
-    with pytest.raises(pf.PinnfastError, match="not an ensemble"):
+    with pytest.raises(pf.PinnfastError, match=r"one value per ensemble member \(2\), got shape \(\)"):
         pf.kernels.burgers_loss(pf.ModifiedMLP(3, 2, 16, 1, members=2), torch.rand(4, 3), 0.1)
+    with pytest.raises(pf.PinnfastError, match=r"points must have shape \(N, 3\) or \(2, N, 3\), got \(3, 4, 3\)"):
+        pf.kernels.burgers_loss(pf.ModifiedMLP(3, 2, 16, 1, members=2), torch.rand(3, 4, 3), torch.ones(2))
+
+
+@pytest.mark.parametrize("kind,shared", [(pf.ModifiedMLP, True), (pf.MLP, False)])
+def test_ensemble_jets_and_gradients_equal_each_member_alone(kind, shared, rng):
+    """An ensemble of 3 on the member axis of the grid: jets and parameter gradients (per-member partials poisoned)
+    equal float64 autograd of each member as a network of its own, points shared or one set per member."""
+    members, spec = 3, JetSpec((0, 2), (1, 2))
+    model = _ensemble_model(kind, members, 20, 2, rng)
+    x = random_points(model.member(0), N_POINTS, rng, dtype=torch.float32)
+    x = x if shared else torch.stack([random_points(model.member(0), N_POINTS, rng, dtype=torch.float32)
+                                      for _ in range(members)])
+    upstream = torch.randn(spec.n_outputs, members, N_POINTS, 2, generator=rng)
+    jets = pf.taylor_jets(model, x, spec.first, spec.second, backend="triton", precision="ieee")
+    grads = torch.autograd.grad(jets, list(model.parameters()), upstream)
+    for k in range(members):
+        single = _float64_copy(model.member(k))
+        points = (x if shared else x[k]).double()
+        expected_jets = pf.taylor_jets(single, points, spec.first, spec.second, backend="autograd")
+        assert relative_error(jets[:, k], expected_jets) <= 1e-5
+        expected = torch.autograd.grad(expected_jets, list(single.parameters()), upstream[:, k].double())
+        magnitudes = _jets_magnitudes(model.member(k), points.float(), spec, upstream[:, k])
+        for (name, _), got, want, magnitude in zip(model.named_parameters(), grads, expected, magnitudes):
+            assert _round_off(got[k].reshape(want.shape), want, magnitude) <= 1e-4, (k, name)
+
+
+def test_ensemble_burgers_loss_is_each_members_loss(rng):
+    """K losses, each on its member's points with its own ν; gradients to the parameters and to every ν."""
+    members = 2
+    model = _ensemble_model(pf.ModifiedMLP, members, 24, 2, rng)
+    x = torch.stack([random_points(model.member(0), N_POINTS, rng, dtype=torch.float32) for _ in range(members)])
+    log_nu = (0.005 + 0.1 * torch.rand(members, generator=rng)).log().requires_grad_(True)
+    losses = pf.kernels.burgers_loss(model, x, log_nu.exp()[:, None], precision="ieee", programs=3)
+    assert losses.shape == (members,)
+    weights = torch.rand(members, generator=rng) + 0.5  # each member's loss with its own upstream gradient
+    (losses * weights).sum().backward()
+    for k in range(members):
+        single = _float64_copy(model.member(k))
+        log_nu64 = log_nu[k].detach().double().requires_grad_(True)
+        residual, _ = burgers_residuals(single, x[k].double(), log_nu64.exp(), backend="autograd")
+        loss = residual.square().mean(0).sum()
+        assert relative_error(losses[k], loss) <= 1e-5
+        unknowns = [*single.parameters(), log_nu64]
+        expected = torch.autograd.grad(weights[k].double() * loss, unknowns, retain_graph=True)
+        magnitudes = _summed_magnitudes(weights[k].double() * residual.square().sum(1) / N_POINTS, unknowns)
+        for (name, p), want, magnitude in zip(model.named_parameters(), expected, magnitudes):
+            assert _round_off(p.grad[k].reshape(want.shape), want, magnitude) <= 1e-4, (k, name)
+        assert _round_off(log_nu.grad[k], expected[-1], magnitudes[-1]) <= 1e-4
+
+
+def _ensemble_model(kind, members, width, depth, rng):
+    """An ensemble whose members differ in every weight and bias (random biases, not the zero init)."""
+    model = kind(3, 2, width, depth, domain=([-1.0, 0.5, 0.0], [2.0, 1.5, 3.0]), members=members)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(torch.randn(p.shape, generator=rng) * 0.5)
+    return model
 
 
 @pytest.mark.parametrize("model", ["m4", "m1"])
@@ -183,8 +241,25 @@ def test_trainer_on_the_triton_backend_follows_the_torch_backend(model, tmp_path
         assert torch.equal(p, q), name
 
 
+def test_an_ensemble_trains_on_the_triton_backend_as_on_torch(tmp_path):
+    """K = 2 members as one batched launch per loss: 4 steps (annealing at 0 and 2, per member) end with the
+    same networks and ν values as the torch backend's batched ops, up to float32 round-off."""
+    observations = pf.make_observations(0.02, 60, seed=2)
+    config = dict(SMALL, model="m4", width=12, ensemble=2, anneal_period=2, nu_warmup=1)
+    runs = {backend: pf.Trainer(observations, pf.TrainConfig(backend=backend, **config), tmp_path / backend, "cpu")
+            for backend in ("torch", "triton")}
+    for run in runs.values():
+        for _ in range(4):
+            run.train_step()
+    assert runs["triton"].backend == "triton"
+    for (name, p), (_, q) in zip(runs["triton"].problem.named_parameters(), runs["torch"].problem.named_parameters()):
+        assert (p - q).abs().max() <= 2e-5, name
+    assert not torch.equal(runs["triton"].problem.log_nu[0], runs["triton"].problem.log_nu[1])  # members apart
+    assert torch.allclose(runs["triton"].weights.lambdas, runs["torch"].weights.lambdas, rtol=1e-4)
+
+
 @pytest.mark.parametrize("extra,message", [
-    (["--ensemble", "2"], "trains one network, not an ensemble of 2"),
+    (["--float64"], "--backend triton computes in float32"),
     (["--width", "200"], "supports width <= 128"),
 ])
 def test_cli_backend_triton_where_it_cannot_run(extra, message, tmp_path, capsys):

@@ -29,6 +29,9 @@ def test_gpu_report_smoke_run(tmp_path):
     assert {r["precision"] for r in grads} == {"ieee", "tf32x3", "tf32"} and all(r["passed"] for r in grads)
     steps = {r["impl"] for r in rows if r["kind"] == "train_step_anneal" and "ms" in r}
     assert steps == {"pinnfast_triton", "pinnfast_torch"}
+    ensemble = [r for r in rows if r["kind"] == "ensemble_check"]
+    assert [r["precision"] for r in ensemble] == ["ieee"] and ensemble[0]["passed"]  # all three on a GPU
+    assert {r["members"] for r in rows if r["kind"] == "ensemble_step" and "ms" in r} == {1, 2}  # 1 and 8 on a GPU
     assert [r for r in rows if r["kind"] == "stream" and r["finite"]]
     assert result.stdout.rstrip().splitlines()[-1].startswith("streamed N=")
 
