@@ -399,9 +399,11 @@ class Trainer:
                     if settled:  # the run ends here, and a resume finds it finished
                         self.config.steps = self.step
                         self.save_checkpoint()
-                    if self.step == self.config.steps:  # the loop ends here unless ν still moves
+                    if self.step == self.config.steps:  # the loop ends here unless ν still moves at the target
                         result = self.ranks.on_main(self.result)  # from rank 0's metrics, for every rank
-                        if self._extend(result) and bar is not None:
+                        # a settled run is not extended: the settle check looked at the whole second half of the
+                        # run; the averaging window's halves (a shorter, noisier view) only inform the warning
+                        if not settled and self._extend(result) and bar is not None:
                             bar.total = self.config.steps
         if self.config.lbfgs_steps and not self.lbfgs_done:
             self._lbfgs_finish()

@@ -260,6 +260,16 @@ def test_a_settled_run_ends_early_and_stays_finished(tmp_path, monkeypatch):
     assert odd.run(progress=False)["steps"] == 510
 
 
+def test_a_settled_run_is_not_extended(tmp_path, monkeypatch):
+    """Once the settle check has ended a run, the shorter view of the averaging window's halves does not extend it
+    (at a tiny tol any drift there would): it only speaks in the warning."""
+    monkeypatch.setattr(pf.trainer.Trainer, "_settled_here", lambda self: True)
+    config = pf.TrainConfig(**dict(SMALL, steps=3000, min_steps=500, tol=1e-6))
+    with pytest.warns(pf.PinnfastWarning, match="moving"):
+        result = pf.Trainer(_observations(), config, tmp_path / "run", "cpu").run(progress=False)
+    assert result["steps"] == result["target_steps"] == 500 and abs(result["nu_drift"]) > 1e-6 / 4
+
+
 def test_lbfgs_finish_lowers_the_loss_and_resumes_exactly(tmp_path, monkeypatch):
     """lbfgs_steps: L-BFGS after the Adam steps on a fixed batch; the loss falls, ν is reported beside the Adam
     window's, lbfgs.csv traces it; a run cut before the finish redoes it on resume, bit for bit."""
