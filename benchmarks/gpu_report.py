@@ -129,6 +129,12 @@ def check_case(kind_name, width, depth, seed, precision, device_type, smoke):
     return [check, check_gradients(model, x, seed, precision)]
 
 
+def upstream_gradients(shape, generator, device):
+    """Random upstream gradients in [0.5, 1.5]: one sign, so that no gradient is a nearly cancelling sum (an output
+    bias's is the sum of its upstream values), which float32 only knows to the size of its terms."""
+    return torch.rand(shape, generator=generator, device=device) + 0.5
+
+
 def check_gradients(model, x, seed, precision):
     """The fused backward (jets, upstream gradients drawn at random) and the fused Burgers loss (through
     ν = exp(log ν)) against float64 autograd of the reference jets, every parameter and ν."""
@@ -136,7 +142,7 @@ def check_gradients(model, x, seed, precision):
     reference.load_state_dict(model.state_dict())
     reference.double()
     generator = torch.Generator(x.device).manual_seed(seed)
-    upstream = torch.randn(6, x.shape[0], 2, generator=generator, device=x.device)
+    upstream = upstream_gradients((6, x.shape[0], 2), generator, x.device)
     jets = pf.taylor_jets(reference, x.double(), FIRST, SECOND, backend="autograd")
     expected_jets = torch.autograd.grad(jets, list(reference.parameters()), upstream.double())
     log_nu64 = torch.tensor(0.02, dtype=torch.float64, device=x.device).log().requires_grad_(True)
@@ -166,10 +172,10 @@ def check_ensemble(precision, device_type, smoke, members=3):
             p.normal_(0, 0.5)
     x = torch.rand(members, n, 3, device=device) * torch.tensor([2.0, 2.0, 1.0], device=device) - \
         torch.tensor([1.0, 1.0, 0.0], device=device)
-    upstream = torch.randn(6, members, n, 2, device=device)
+    upstream = upstream_gradients((6, members, n, 2), torch.Generator(device).manual_seed(members), device)
     got_jets = torch.autograd.grad(pf.taylor_jets(model, x, backend="triton", precision=precision),
                                    list(model.parameters()), upstream)
-    log_nu = torch.tensor([0.01, 0.02, 0.05][:members], device=device).log().requires_grad_(True)
+    log_nu = torch.linspace(0.01, 0.05, members, device=device).log().requires_grad_(True)
     got_loss = torch.autograd.grad(burgers_loss(model, x, log_nu.exp(), precision=precision).sum(),
                                    [*model.parameters(), log_nu])
     jets_error = loss_error = 0.0

@@ -58,4 +58,6 @@ def test_training_step_compiled(benchmark, tmp_path):
     benchmark.group = "training step W=32 L=3 Nr=Nd=512"
     config = pf.TrainConfig(n_collocation=512, batch_size=512, compile=True)
     trainer = pf.Trainer(pf.make_observations(0.02, 2000, seed=0), config, tmp_path, "cpu")
+    trainer.train_step()  # compiles
+    assert trainer.config.compile, "torch.compile failed: this would time the uncompiled step"
     benchmark.pedantic(trainer.train_step, rounds=40, warmup_rounds=5)

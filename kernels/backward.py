@@ -10,6 +10,9 @@ matrix products over all channels at once, ∂W_k += T_k ∂Zᵀ (accumulated in
 in a fixed order); the host sums the P partials with ``torch.sum``: no float atomics, so two identical calls give
 bit-identical gradients.
 
+An ensemble (``ENSEMBLE``) adds a grid axis for the member: each program works on one member's points and weights
+and owns that member's partials; the host sums each member's partials apart.
+
 Burgers mode: the upstream gradient is that of ``coef · Σ (r_u² + r_v²)`` (``coef = 1/N``: the trainer's
 ``L_r = mean(r_u²) + mean(r_v²)``), formed in registers from the tile's outputs, so the residuals never reach
 memory; the program also accumulates the loss and ∂L/∂ν.
@@ -31,8 +34,8 @@ from pinnfast.models import ModifiedMLP
 
 from .jets import (DEFAULT_PRECISION, PLANES, _activate, _burgers_terms, _input_layers, _input_rule, _linear, _member,
                    _output_channel, _pre_activation, _product, _slot_layout, _slot_rows, _tanh, _value_and_partner,
-                   backward_launch_config, check_supported, halving_tile_on_overflow, launch, members_of,
-                   packed_weights, point_stride)
+                   backward_launch_config, check_supported, halving_tile_on_overflow, is_ensemble, launch,
+                   members_of, packed_weights, per_member_nu, point_stride)
 
 BURGERS_SPEC = JetSpec(FIRST, SECOND)
 
@@ -315,11 +318,11 @@ def new_partials(meta, members, programs, device):
             for name, shape in shapes.items()}
 
 
-def backward_programs(device, tiles, programs=None):
-    """Persistent programs: ``programs`` if given, else 2 per SM on a GPU (2 under the interpreter); never more
-    than there are tiles."""
+def backward_programs(device, tiles, programs=None, members=1):
+    """Persistent programs per member: ``programs`` if given, else 2 per SM on a GPU shared by the ensemble's
+    members (2 under the interpreter); at least one, never more than there are tiles."""
     if programs is None:
-        programs = (torch.cuda.get_device_properties(device).multi_processor_count * PROGRAMS_PER_SM
+        programs = (torch.cuda.get_device_properties(device).multi_processor_count * PROGRAMS_PER_SM // members
                     if device.type == "cuda" else INTERPRETED_PROGRAMS)
     return max(1, min(int(programs), tiles))
 
@@ -341,13 +344,13 @@ def launch_backward(model, x, spec, precision, *, grad_out=None, nu=None, block=
 
     def run(block):
         tiles = triton.cdiv(n, block)
-        programs_used = backward_programs(x.device, tiles, programs)
+        programs_used = backward_programs(x.device, tiles, programs, members)
         partials = new_partials(meta, members, programs_used, x.device)
         scratch = torch.empty(members, programs_used, meta["DEPTH"] + 1, meta["WP"], _slots(meta) * block,
                               dtype=torch.float32, device=x.device)
         mlp_jets_backward_kernel[(programs_used, members)](
             x.contiguous(), *packed["tensors"], grad_out, nu, scratch, *partials.values(), n, members,
-            point_stride(model, x), 1.0 / n, **meta, BURGERS=burgers, B=block, PRECISION=precision,
+            point_stride(x), 1.0 / n, **meta, BURGERS=burgers, B=block, PRECISION=precision,
             num_warps=warps, num_stages=1)
         return {name: partial.sum(1) for name, partial in partials.items()}  # a fixed-order, atomic-free reduction
 
@@ -383,8 +386,8 @@ class TritonJets(torch.autograd.Function):
         ctx.model, ctx.spec, ctx.precision = model, spec, precision
         ctx.versions = [p._version for p in params]
         ctx.save_for_backward(x)
-        members = () if getattr(model, "members", None) is None else (model.members,)
-        out = torch.empty(spec.n_outputs, *members, x.shape[-2], model.out_dim, dtype=torch.float32,
+        member_axis = (model.members,) if is_ensemble(model) else ()
+        out = torch.empty(spec.n_outputs, *member_axis, x.shape[-2], model.out_dim, dtype=torch.float32,
                           device=x.device)
         return launch(model, x, spec, out, out.new_zeros(1), False, precision, block)
 
@@ -405,8 +408,8 @@ class TritonJets(torch.autograd.Function):
 
 
 def triton_jets(model, x, spec, precision=DEFAULT_PRECISION, block=None):
-    """``taylor_jets(..., backend="triton")``: jets in the public layout ``(C, N, out_dim)``, float32, differentiable
-    with respect to the parameters by the fused backward."""
+    """``taylor_jets(..., backend="triton")``: jets in the public layout ``(C, N, out_dim)`` (an ensemble's
+    ``(C, K, N, out_dim)``), float32, differentiable with respect to the parameters by the fused backward."""
     check_supported(model, x, precision)
     return TritonJets.apply(x, model, spec, precision, block, *model.parameters())
 
@@ -420,16 +423,16 @@ class TritonBurgersLoss(torch.autograd.Function):
     def forward(ctx, x, nu, model, precision, programs, *params):
         sums = launch_backward(model, x, BURGERS_SPEC, precision, nu=nu, programs=programs)
         ctx.save_for_backward(sums["scalars"][:, 1].reshape(nu.shape).to(nu.dtype), *model_gradients(model, sums))
-        ctx.members = getattr(model, "members", None)
+        ctx.ensemble = is_ensemble(model)
         loss = sums["scalars"][:, 0]
-        return loss.reshape(()) if ctx.members is None else loss
+        return loss if ctx.ensemble else loss.reshape(())
 
     @staticmethod
     def backward(ctx, grad_loss):
         grad_nu, *grads = ctx.saved_tensors
 
         def scaled(g):  # an ensemble's member k by its own loss's upstream gradient
-            return grad_loss * g if ctx.members is None else grad_loss.reshape(-1, *[1] * (g.dim() - 1)) * g
+            return grad_loss.reshape(-1, *[1] * (g.dim() - 1)) * g if ctx.ensemble else grad_loss * g
         return (None, scaled(grad_nu), None, None, None, *(scaled(g) for g in grads))
 
 
@@ -443,8 +446,5 @@ def burgers_loss(model, x, nu, precision=DEFAULT_PRECISION, programs=None):
                             f"out_dim {model.out_dim}")
     if x.shape[-2] == 0:
         raise PinnfastError("the Burgers loss needs at least one collocation point")
-    nu = torch.as_tensor(nu, dtype=torch.float32, device=x.device)
-    if nu.numel() != members_of(model):
-        raise PinnfastError(f"nu must have one value per ensemble member ({members_of(model)}), got shape "
-                            f"{tuple(nu.shape)}")
+    nu = per_member_nu(model, nu, x.device)
     return TritonBurgersLoss.apply(x, nu, model, precision, programs, *model.parameters())

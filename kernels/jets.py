@@ -363,7 +363,7 @@ def check_supported(model, x, precision):
     if any(p.device != x.device for p in model.parameters()):
         raise PinnfastError(f"the model's parameters and the points must be on one device; points are on {x.device}")
     members = getattr(model, "members", None)
-    per_member = members is not None and x.dim() == 3 and x.shape[0] == members
+    per_member = is_ensemble(model) and x.dim() == 3 and x.shape[0] == members
     if not (x.dim() == 2 or per_member) or x.shape[-1] != model.in_dim:
         shapes = f"(N, {model.in_dim})" + ("" if members is None else f" or ({members}, N, {model.in_dim})")
         raise PinnfastError(f"points must have shape {shapes}, got {tuple(x.shape)}")
@@ -398,9 +398,14 @@ def round_tf32(x):
     return ((bits + 0x1000) & ~0x1FFF).view(torch.float32)
 
 
+def is_ensemble(model):
+    """Whether ``model`` is an ensemble (weights with a leading member axis)."""
+    return getattr(model, "members", None) is not None
+
+
 def members_of(model):
     """The ensemble's member count; 1 for a single network."""
-    return getattr(model, "members", None) or 1
+    return model.members if is_ensemble(model) else 1
 
 
 def _weight(layer, members):
@@ -409,6 +414,7 @@ def _weight(layer, members):
 
 
 def _bias(layer, members):
+    """A layer's bias as ``(members, out)`` (an ensemble's is stored ``(members, 1, out)``)."""
     return layer.bias.reshape(members, -1)
 
 
@@ -454,11 +460,20 @@ def pack_weights(model, spec, device):
                  torch.tensor(_padded([public_first[i] for i in first_only], nop), **i32),
                  torch.tensor(_padded([1 + len(spec.first) + k for k in range(len(spec.second))], nsp), **i32)),
         meta=dict(IN_DIM=model.in_dim, OUT_DIM=model.out_dim, WP=wp, DEPTH=len(hidden), NSP=nsp, NOP=nop,
-                  MODIFIED=modified, ENSEMBLE=getattr(model, "members", None) is not None),
+                  MODIFIED=modified, ENSEMBLE=is_ensemble(model)),
     )
 
 
-def point_stride(model, x):
+def per_member_nu(model, nu, device):
+    """ν as float32 with one value per member (one for a single network), or one clear error."""
+    nu = torch.as_tensor(nu, dtype=torch.float32, device=device)
+    if nu.numel() != members_of(model):
+        raise PinnfastError(f"nu must have one value per ensemble member ({members_of(model)}), got shape "
+                            f"{tuple(nu.shape)}")
+    return nu
+
+
+def point_stride(x):
     """Floats between two members' points: 0 when they share ``x`` of shape ``(N, in)``."""
     return x.shape[-2] * x.shape[-1] if x.dim() == 3 else 0
 
@@ -480,7 +495,7 @@ def launch(model, x, spec, out, nu, burgers, precision, block=None):
 
     def run(block):
         mlp_jets_kernel[(triton.cdiv(n, block), members)](
-            x.contiguous(), *packed["tensors"], nu, out, n, members, point_stride(model, x), **meta,
+            x.contiguous(), *packed["tensors"], nu, out, n, members, point_stride(x), **meta,
             BURGERS=burgers, B=block, PRECISION=precision, num_warps=warps, num_stages=1)
         return out
     return halving_tile_on_overflow(run, block, model, spec)
@@ -501,7 +516,9 @@ def halving_tile_on_overflow(run, block, model, spec):
 
 
 def burgers_fields(model, x, nu, precision=DEFAULT_PRECISION, block=None, out=None):
-    """Fused Burgers: ``(N, 4)`` = (u, v, r_u, r_v) for points (x, y, t), in one launch, without autograd."""
+    """Fused Burgers: ``(N, 4)`` = (u, v, r_u, r_v) for points (x, y, t), in one launch, without autograd. An
+    ensemble of K gives ``(K, N, 4)``, each member on its points (``x`` shared ``(N, 3)`` or ``(K, N, 3)``) with
+    its own ν (K values)."""
     from pinnfast.burgers import FIRST, SECOND
     from pinnfast.jets import JetSpec
 
@@ -509,15 +526,12 @@ def burgers_fields(model, x, nu, precision=DEFAULT_PRECISION, block=None, out=No
     if model.in_dim != 3 or model.out_dim != 2:
         raise PinnfastError(f"Burgers needs a model (x, y, t) -> (u, v); got in_dim {model.in_dim}, "
                             f"out_dim {model.out_dim}")
-    if getattr(model, "members", None) is not None:
-        raise PinnfastError(f"burgers_fields evaluates one network; take the members of this ensemble of "
-                            f"{model.members} one at a time (model.member(k))")
-    nu = torch.as_tensor(nu, dtype=torch.float32, device=x.device).detach().reshape(1)
+    nu = per_member_nu(model, nu, x.device).detach().reshape(-1).contiguous()
+    shape = (*((model.members,) if is_ensemble(model) else ()), x.shape[-2], 4)
     if out is None:
-        out = torch.empty(x.shape[0], 4, dtype=torch.float32, device=x.device)
-    elif (out.shape != (x.shape[0], 4) or out.dtype != torch.float32 or out.device != x.device
-          or not out.is_contiguous()):
-        raise PinnfastError(f"out must be a contiguous float32 tensor of shape ({x.shape[0]}, 4) on {x.device}; got "
+        out = torch.empty(shape, dtype=torch.float32, device=x.device)
+    elif out.shape != shape or out.dtype != torch.float32 or out.device != x.device or not out.is_contiguous():
+        raise PinnfastError(f"out must be a contiguous float32 tensor of shape {shape} on {x.device}; got "
                             f"{'a non-contiguous ' if not out.is_contiguous() else ''}{out.dtype} "
                             f"{tuple(out.shape)} on {out.device}")
     return launch(model, x, JetSpec(FIRST, SECOND), out, nu, True, precision, block)

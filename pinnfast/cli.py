@@ -73,7 +73,8 @@ TUNING = (
                                                   "weight matrices (the authors' code)"),
     ("--anneal-mean", "anneal_mean", MEAN_KINDS, "mean of |∇L_i|: over all parameters, or of the per-layer means "
                                                  "(the authors' code)"),
-    ("--backend", "backend", BACKENDS, "auto: the fused Triton kernels on a GPU (one network), torch ops otherwise"),
+    ("--backend", "backend", BACKENDS,
+     "auto: the fused Triton kernels on a GPU (unless --compile), torch ops otherwise"),
 )
 # Options that define a run: with --resume they must match the checkpoint (flag: config field).
 RUN_OPTIONS = {"--model": "model", "--seed": "seed", "--nu-init": "nu_init", "--width": "width", "--depth": "depth",

@@ -170,12 +170,15 @@ def resolve_backend(config, device):
     batched launch), torch otherwise; ``triton`` where it cannot run → one clear error."""
     if config.backend == "auto":
         usable = (device.type == "cuda" and config.width <= TRITON_MAX_WIDTH and config.dtype == "float32"
-                  and importlib.util.find_spec("triton") is not None)
+                  and not config.compile and importlib.util.find_spec("triton") is not None)
         return "triton" if usable else "torch"
     if config.backend == "triton":
         if config.dtype != "float32":
             raise PinnfastError(f"--backend triton computes in float32; use --backend torch (or auto) with "
                                 f"{config.dtype}")
+        if config.compile:
+            raise PinnfastError("--compile compiles the torch backend's losses, and the triton backend's kernels "
+                                "are fused already: use --backend triton or --compile with --backend torch (or auto)")
         if config.width > TRITON_MAX_WIDTH:
             raise PinnfastError(f"--backend triton supports width <= {TRITON_MAX_WIDTH}, got {config.width}")
         if device.type != "cuda" and os.environ.get("TRITON_INTERPRET") != "1":
@@ -262,9 +265,6 @@ class Trainer:
             self.data = {"path": path, "columns": columns, "sha256": observations_sha256(observations)}
         self.problem = build_problem(config, observations, source).to(self.device, getattr(torch, config.dtype))
         self.problem.backend = self.backend = resolve_backend(config, self.device)
-        if config.compile and self.backend != "torch":
-            raise PinnfastError("--compile compiles the torch backend's losses; the triton backend's kernels are "
-                                "fused already: use one or the other")
         self._losses = None if config.compile else self.problem.losses  # compiled at the first step
         self.named_params = list(self.problem.network.named_parameters())
         self.physical = self.problem.physical()
@@ -331,16 +331,18 @@ class Trainer:
         """``problem.losses`` through ``torch.compile``, compiled here on one batch (forward and backward: where the
         compiler does its work) drawn without advancing the run's random stream; on any failure of the compiler
         (no C++ compiler, an operation it cannot lower) the uncompiled losses, with a warning."""
-        # An annealing step runs several reverse passes through one graph (retain_graph), which torch forbids for
-        # backward graphs that reuse ("donate") their saved buffers; it checks the setting at every backward pass, so
-        # it is switched off for the process (it saves memory only; the numbers are the same).
-        torch._functorch.config.donated_buffer = False
-        compiled = torch.compile(self.problem.losses, backend=COMPILER, dynamic=False)
-        state = self.generator.get_state()
+        state, donating = self.generator.get_state(), torch._functorch.config.donated_buffer
         try:
+            # An annealing step runs several reverse passes through one graph (retain_graph), which torch forbids
+            # for backward graphs that reuse ("donate") their saved buffers; it checks the setting at every backward
+            # pass, so it is off for the process (it saves memory only; the numbers are the same).
+            torch._functorch.config.donated_buffer = False
+            compiled = torch.compile(self.problem.losses, backend=COMPILER, dynamic=False)
             loss_r, terms = compiled(self.problem.sample(self.generator))
             torch.autograd.grad(loss_r.sum() + sum(term.sum() for term in terms), self.params, allow_unused=True)
         except Exception as failure:  # the compiler's failures come as many exception types
+            torch._functorch.config.donated_buffer = donating
+            self.config.compile = False  # what the run does, as its checkpoints and result.json say
             warnings.warn(f"torch.compile failed ({type(failure).__name__}: {str(failure).strip()[:200]}); "
                           "training uncompiled", PinnfastWarning, stacklevel=2)
             return self.problem.losses

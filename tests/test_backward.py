@@ -185,6 +185,22 @@ def test_ensemble_jets_and_gradients_equal_each_member_alone(kind, shared, rng):
             assert _round_off(got[k].reshape(want.shape), want, magnitude) <= 1e-4, (k, name)
 
 
+def test_ensemble_burgers_fields_are_each_members_fields(rng):
+    """(u, v, r_u, r_v) of an ensemble, (K, N, 4) from one launch, each member on its points with its ν."""
+    members = 2
+    model = _ensemble_model(pf.ModifiedMLP, members, 20, 2, rng)
+    x = torch.stack([random_points(model.member(0), N_POINTS, rng, dtype=torch.float32) for _ in range(members)])
+    nu = 0.005 + 0.1 * torch.rand(members, generator=rng)
+    out = torch.full((members, N_POINTS, 4), float("nan"))
+    pf.kernels.burgers_fields(model, x, nu, precision="ieee", out=out)
+    for k in range(members):
+        residual, value = burgers_residuals(_float64_copy(model.member(k)), x[k].double(), nu[k].double(),
+                                            backend="autograd")
+        assert relative_error(out[k], torch.cat([value, residual], 1)) <= 1e-5
+    with pytest.raises(pf.PinnfastError, match=r"one value per ensemble member \(2\)"):
+        pf.kernels.burgers_fields(model, x, 0.02)
+
+
 def test_ensemble_burgers_loss_is_each_members_loss(rng):
     """K losses, each on its member's points with its own ν; gradients to the parameters and to every ν."""
     members = 2

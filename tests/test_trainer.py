@@ -73,7 +73,7 @@ def test_compiled_losses_train_as_the_uncompiled_ones(tmp_path, monkeypatch):
     the same as inductor's, whose C++ compile takes most of a minute (measured in BENCHMARKS.md)."""
     monkeypatch.setattr(pf.trainer, "COMPILER", "aot_eager")
     plain, compiled = _trained(tmp_path, "plain"), _trained(tmp_path, "compiled", compile=True)
-    assert compiled._losses is not compiled.problem.losses
+    assert compiled._losses != compiled.problem.losses and compiled.config.compile  # compiled, no fallback
     for p, q in zip(plain.params, compiled.params):
         torch.testing.assert_close(q, p, rtol=1e-5, atol=1e-7)
     assert torch.equal(plain.generator.get_state(), compiled.generator.get_state())
@@ -91,12 +91,14 @@ def test_a_failing_compiler_falls_back_to_the_uncompiled_run(tmp_path, monkeypat
         fallback = _trained(tmp_path, "fallback", compile=True)
     for p, q in zip(plain.params, fallback.params):
         assert torch.equal(p, q)
+    assert not fallback.config.compile  # the run says what it did
 
 
-def test_compile_is_for_the_torch_backend(tmp_path, monkeypatch):
-    monkeypatch.setattr(pf.trainer, "resolve_backend", lambda config, device: "triton")
-    with pytest.raises(pf.PinnfastError, match="--compile compiles the torch backend"):
-        pf.Trainer(_observations(), pf.TrainConfig(compile=True, **SMALL), tmp_path / "run", "cpu")
+def test_compile_is_for_the_torch_backend(tmp_path):
+    """--backend auto with --compile is torch, even on a GPU; --backend triton with it is one clear error."""
+    assert pf.trainer.resolve_backend(pf.TrainConfig(compile=True), torch.device("cuda")) == "torch"
+    with pytest.raises(pf.PinnfastError, match="--compile with --backend torch"):
+        pf.trainer.resolve_backend(pf.TrainConfig(compile=True, backend="triton"), torch.device("cuda"))
 
 
 def test_cli_resume(tmp_path, capsys):
