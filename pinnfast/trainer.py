@@ -45,7 +45,7 @@ DEVICES = ("auto", "cpu", "cuda")
 BACKENDS = ("auto", "torch", "triton")
 DTYPES = ("float32", "float64")  # float64: the torch backend only (the kernels compute in float32)
 TRITON_MAX_WIDTH = 128  # the fused kernels' widest network
-DRIFT_FRACTION = 0.25  # ν "still moves" when its window halves differ by more than this fraction of tol
+DRIFT_FRACTION = 0.25  # ν "still moves" when its drift (between two spans of steps) exceeds this fraction of tol
 LBFGS_COLLOCATION = 4  # the L-BFGS batch: this many times n_collocation points, fixed
 LBFGS_CSV = "lbfgs.csv"
 SETTLE_EVERY = 500  # steps between the checks of whether a run has settled (each reads the metrics back)
@@ -81,9 +81,10 @@ class TrainConfig:
     :mod:`pinnfast.uncertainty`), with an ensemble's spread. ``tol`` is the relative accuracy asked of ν: an
     error bar or a spread larger than ``tol``, or a drift of ν between the halves of its averaging window larger
     than ``DRIFT_FRACTION × tol``, gives the warning that ν is not identified well by these data. A run whose ν
-    still drifts that much at ``steps`` goes on, its target raised by half at a time, until ν settles or
-    ``max_steps`` (default 3 × ``steps``) is reached: in the regime sweep, runs that ended more than 1 % off at
-    the old learning rate were all still creeping towards the truth. ``keep_checkpoints`` lists steps whose
+    still moves by the settle check's measure at ``steps`` (more than ``DRIFT_FRACTION × tol`` between the
+    quarters of the run's second half) goes on, its target raised by half at a time, until ν settles or
+    ``max_steps`` (default 3 × ``steps``) is reached: in the regime sweep, runs that ended at the target more than
+    0.2 % off were all still creeping towards the truth. ``keep_checkpoints`` lists steps whose
     checkpoints are kept (``checkpoints/step_<n>.pt``; 0 = the initial network) for ``pinnfast diagnose``.
     """
 
@@ -403,9 +404,7 @@ class Trainer:
                         self.save_checkpoint()
                     if self.step == self.config.steps:  # the loop ends here unless ν still moves at the target
                         result = self.ranks.on_main(self.result)  # from rank 0's metrics, for every rank
-                        # a settled run is not extended: the settle check looked at the whole second half of the
-                        # run; the averaging window's halves (a shorter, noisier view) only inform the warning
-                        if not settled and self._extend(result) and bar is not None:
+                        if not settled and self._extend() and bar is not None:
                             bar.total = self.config.steps
         if self.config.lbfgs_steps and not self.lbfgs_done:
             self._lbfgs_finish()
@@ -491,35 +490,51 @@ class Trainer:
             errors = subdomain_jackknife(self.problem, {name: self.problem.value(name) for name in self.unknowns})
         return {name: error.reshape(-1).tolist() for name, error in errors.items()}
 
-    def _settled_here(self):
+    def _second_half(self):
+        """Rank 0's metrics over the second half of the run after the warm-up; None while shorter than the averaging
+        window."""
         table = metrics_table(self.out_dir)
         trained = table[table["step"] > self.config.nu_warmup]
         recent = trained[len(trained) // 2:]
-        if len(recent) < self.config.average_last:
-            return False
+        return recent if len(recent) >= self.config.average_last else None
+
+    def _quarter_drifts(self, recent):
+        """``(unknown, drift)`` for every learned unknown (each ensemble member's): how far its mean moved between
+        the two quarters that make up the run's second half ``recent``."""
         members = [""] if self.config.members is None else [f"_{k}" for k in range(self.config.members)]
-        moving = [abs(_drift(recent[name + member])) > DRIFT_FRACTION * self.config.tol
-                  for name in self.unknowns for member in members]
+        return [(name, _drift(recent[name + member])) for name in self.unknowns for member in members]
+
+    def _settled_here(self):
+        recent = self._second_half()
+        if recent is None:
+            return False
+        moving = [abs(drift) > DRIFT_FRACTION * self.config.tol for _, drift in self._quarter_drifts(recent)]
         half = len(recent) // 2
         falling = [np.median(recent[f"loss_{term}"][half:]) < LOSS_SETTLED * np.median(recent[f"loss_{term}"][:half])
                    for term in self.problem.term_names]
         return not any(moving) and not any(falling)
 
-    def _extend(self, result):
-        """At the target (``result`` there), while ν still moves and the cap allows: raise the target by half
-        (10,000 → 15,000 → 22,500 → 30,000), saved at once so that a resume continues the extended run. Returns
-        whether it did."""
-        drifts = {name: result[f"{name}_drift"] for name in self.unknowns if result[f"{name}_drift"] is not None}
-        if not drifts or not self.config.stop_when_settled or self.config.steps >= self.config.max_steps:
+    def _fastest_drift(self):
+        """The unknown whose mean moved most between the quarters of the run's second half, and that drift (rank
+        0's metrics); None before there is such a half."""
+        recent = self._second_half()
+        return None if recent is None else max(self._quarter_drifts(recent), key=lambda item: abs(item[1]))
+
+    def _extend(self):
+        """At the target, while ν still moves by the settle check's measure (between the quarters of the run's
+        second half: a creep of a thousand steps shows there, not in the averaging window's halves) and the cap
+        allows: raise the target by half (10,000 → 15,000 → 22,500 → 30,000), saved at once so that a resume
+        continues the extended run. Returns whether it did."""
+        if not self.config.stop_when_settled or self.config.steps >= self.config.max_steps:
             return False
-        name = max(drifts, key=lambda key: abs(drifts[key]))  # the unknown that moves most
-        drift = drifts[name]
-        if abs(drift) <= DRIFT_FRACTION * self.config.tol:
+        fastest = self.ranks.on_main(self._fastest_drift)
+        if fastest is None or abs(fastest[1]) <= DRIFT_FRACTION * self.config.tol:
             return False
+        name, drift = fastest
         before = self.config.steps
         self.config.steps = min(self.config.max_steps, before + max(1, before // 2))
-        warnings.warn(f"{symbol(name)} is still moving at step {before} ({100 * drift:+.2g} % between the halves of "
-                      f"its averaging window): training on to step {self.config.steps} (at most "
+        warnings.warn(f"{symbol(name)} is still moving at step {before} ({100 * drift:+.2g} % between the last two "
+                      f"quarters of the run): training on to step {self.config.steps} (at most "
                       f"{self.config.max_steps}, --max-steps)", PinnfastWarning)
         self.save_checkpoint()
         return True

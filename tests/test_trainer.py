@@ -244,6 +244,24 @@ def test_settled_means_nu_still_and_data_loss_flat(tmp_path):
         assert trainer._settled_here() == expected, name
 
 
+def test_the_target_is_raised_while_nu_creeps_over_the_second_half(tmp_path):
+    """At the target the extension asks the settle check's question: ν that crept by 2 % over steps 200–300 and then
+    stayed flat over the averaging window (100 steps, whose halves agree) still moves between the quarters of the
+    run's second half, so the target is raised by half; ν flat throughout ends the run."""
+    config = pf.TrainConfig(**dict(SMALL, steps=400, max_steps=1000, average_last=100, nu_warmup=10, tol=0.01))
+    trainer = pf.Trainer(_observations(), config, tmp_path / "run", "cpu")
+    steps, flat = np.arange(400), np.full(400, 1e-4)
+    creep = 0.02 * (1 + 0.02 * np.clip((steps - 200) / 100, 0, 1))
+    _write_metrics(trainer, creep, flat)
+    assert pf.trainer._drift(creep[-100:]) == 0.0  # the averaging window's halves see nothing
+    with pytest.warns(pf.PinnfastWarning, match=r"ν is still moving at step 400 \(\+.* % between the last two "
+                                                r"quarters of the run\): training on to step 600"):
+        assert trainer._extend() and trainer.config.steps == 600
+    trainer.config.steps = 400
+    _write_metrics(trainer, np.full(400, 0.02), flat)
+    assert not trainer._extend() and trainer.config.steps == 400
+
+
 def test_a_settled_run_ends_early_and_stays_finished(tmp_path, monkeypatch):
     """A run whose ν settles ends at a check (a multiple of 500 from min_steps on), not at --steps; a resume finds
     it finished; stop_when_settled=False trains every step."""
