@@ -135,6 +135,17 @@ def upstream_gradients(shape, generator, device):
     return torch.rand(shape, generator=generator, device=device) + 0.5
 
 
+def reference_gradients(network, x, upstream, nu):
+    """float64 autograd of the reference jets of ``network`` (a float64 network of its own) at ``x``: the
+    parameters' gradients of the jets under ``upstream``, and those of the Burgers loss at ``nu`` with its log ν's."""
+    parameters = list(network.parameters())
+    jets = pf.taylor_jets(network, x.double(), FIRST, SECOND, backend="autograd")
+    jets_grads = torch.autograd.grad(jets, parameters, upstream.double())
+    log_nu = torch.as_tensor(nu, dtype=torch.float64, device=x.device).log().requires_grad_(True)
+    residual, _ = pf.burgers_residuals(network, x.double(), log_nu.exp(), backend="autograd")
+    return jets_grads, torch.autograd.grad(residual.square().mean(0).sum(), [*parameters, log_nu])
+
+
 def check_gradients(model, x, seed, precision):
     """The fused backward (jets, upstream gradients drawn at random) and the fused Burgers loss (through
     ν = exp(log ν)) against float64 autograd of the reference jets, every parameter and ν."""
@@ -143,11 +154,7 @@ def check_gradients(model, x, seed, precision):
     reference.double()
     generator = torch.Generator(x.device).manual_seed(seed)
     upstream = upstream_gradients((6, x.shape[0], 2), generator, x.device)
-    jets = pf.taylor_jets(reference, x.double(), FIRST, SECOND, backend="autograd")
-    expected_jets = torch.autograd.grad(jets, list(reference.parameters()), upstream.double())
-    log_nu64 = torch.tensor(0.02, dtype=torch.float64, device=x.device).log().requires_grad_(True)
-    residual, _ = pf.burgers_residuals(reference, x.double(), log_nu64.exp(), backend="autograd")
-    expected_loss = torch.autograd.grad(residual.square().mean(0).sum(), [*reference.parameters(), log_nu64])
+    expected_jets, expected_loss = reference_gradients(reference, x, upstream, 0.02)
     got = torch.autograd.grad(pf.taylor_jets(model, x, backend="triton", precision=precision),
                               list(model.parameters()), upstream)
     jets_error = max(relative_error(a, b) for a, b in zip(got, expected_jets))
@@ -180,14 +187,10 @@ def check_ensemble(precision, device_type, smoke, members=3):
                                    [*model.parameters(), log_nu])
     jets_error = loss_error = 0.0
     for k in range(members):
-        single = model.member(k).double()
-        jets = pf.taylor_jets(single, x[k].double(), FIRST, SECOND, backend="autograd")
-        want = torch.autograd.grad(jets, list(single.parameters()), upstream[:, k].double())
-        jets_error = max(jets_error, *(relative_error(g[k].reshape(w.shape), w) for g, w in zip(got_jets, want)))
-        log_nu64 = log_nu[k].detach().double().requires_grad_(True)
-        residual, _ = pf.burgers_residuals(single, x[k].double(), log_nu64.exp(), backend="autograd")
-        want = torch.autograd.grad(residual.square().mean(0).sum(), [*single.parameters(), log_nu64])
-        loss_error = max(loss_error, *(relative_error(g[k].reshape(w.shape), w) for g, w in zip(got_loss, want)))
+        want_jets, want_loss = reference_gradients(model.member(k).double(), x[k], upstream[:, k],
+                                                   log_nu[k].detach().exp())
+        jets_error = max(jets_error, *(relative_error(g[k].reshape(w.shape), w) for g, w in zip(got_jets, want_jets)))
+        loss_error = max(loss_error, *(relative_error(g[k].reshape(w.shape), w) for g, w in zip(got_loss, want_loss)))
     return [dict(kind="ensemble_check", members=members, width=width, depth=depth, precision=precision, n=n,
                  max_err_jets_grad=jets_error, max_err_burgers_loss_grad=loss_error,
                  passed=max(jets_error, loss_error) <= GRADIENT_TOLERANCE[precision])]
