@@ -18,9 +18,10 @@ after every section, a failed section is a row of the final table, and a correct
     and torch.compile), eager nested autograd, and JAX when the shared baseline script and jax are importable;
 (c) 10^8 points streamed through `evaluate_residuals`, with the peak GPU memory;
 (d) one M4 training step with annealing every step (16384 collocation + 2048 observation points, W=64 L=4 and
-    W=128 L=6): pinnfast's own `Trainer.train_step` on the triton and on the torch backend, beside the shared
-    script's eager autograd, torch Taylor (eager and torch.compile) and JAX steps; and the main job's step (the
-    defaults) on the triton backend for one network and for an ensemble of 8 in one batched launch per loss;
+    W=128 L=6): pinnfast's own `Trainer.train_step` on the triton backend (eager, and replayed as CUDA graphs) and
+    on the torch backend, beside the shared script's eager autograd, torch Taylor (eager and torch.compile) and JAX
+    steps; and the main job's step (the defaults) on the triton backend for one network and for an ensemble of 8
+    in one batched launch per loss, each eager and as CUDA graphs (checked against the eager steps in (a));
 (e) `pinnfast infer` on the shipped example, end to end (a subprocess; the wall time a user sees);
 plus the card's fp32 and tf32 matrix-product ceilings measured in the same run.
 """
@@ -196,6 +197,36 @@ def check_ensemble(precision, device_type, smoke, members=3):
                  passed=max(jets_error, loss_error) <= GRADIENT_TOLERANCE[precision])]
 
 
+def check_cuda_graphs(device_type, steps=40, resumed_at=23):
+    """The main job's step replayed as CUDA graphs (``cuda_graphs``) against the same step run eagerly (graphs
+    switched off, the same capturable optimiser): ``steps`` steps with annealing every 4th and the ν warm-up
+    ending at step 5, so that both graphs and the eager warm-up run; then the same run stopped at ``resumed_at``
+    and resumed must give the uninterrupted run's parameters and metrics bit for bit."""
+    config = dict(steps=steps, anneal_period=4, nu_warmup=5, checkpoint_every=resumed_at, cuda_graphs=True)
+    observations = pf.make_observations(0.02, 2000, seed=0)
+    with tempfile.TemporaryDirectory() as tmp:
+        runs = {}
+        for name, graphs in (("graphed", True), ("eager", False)):
+            trainer = pf.Trainer(observations, pf.TrainConfig(**config), Path(tmp) / name, device_type)
+            if not graphs:
+                trainer.graphs = None
+            trainer.run(progress=False)
+            runs[name] = trainer
+        pf.Trainer(observations, pf.TrainConfig(**{**config, "steps": resumed_at}), Path(tmp) / "resumed",
+                   device_type).run(progress=False)
+        resumed = pf.Trainer.resume(observations, Path(tmp) / "resumed", device_type, steps=steps)
+        resumed.run(progress=False)
+        same_metrics = ((Path(tmp) / "graphed" / "metrics.csv").read_text()
+                        == (Path(tmp) / "resumed" / "metrics.csv").read_text())
+        pairs = [list(runs["graphed"].problem.parameters()), list(runs["eager"].problem.parameters()),
+                 list(resumed.problem.parameters())]
+    difference = max(relative_error(g, e) for g, e in zip(pairs[0], pairs[1]))
+    resume_exact = same_metrics and all(torch.equal(g, r) for g, r in zip(pairs[0], pairs[2]))
+    return [dict(kind="graph_check", steps=steps, max_rel_diff_graphed_vs_eager=difference,
+                 bitwise_graphed_vs_eager=all(torch.equal(g, e) for g, e in zip(pairs[0], pairs[1])),
+                 resume_bit_identical=resume_exact, passed=difference <= 1e-5 and resume_exact)]
+
+
 def warm_residuals(width, depth, precision, device_type, smoke):
     """Compiles the Burgers kernel exactly as section (b) launches it (N = 2^20 specialises differently)."""
     model = model_for(pf.ModifiedMLP, width, depth, torch.device(device_type), 0).float()
@@ -235,7 +266,10 @@ def check_kernels(device, smoke, workers):
     jobs += [(check_ensemble, (precision, device.type, smoke))
              for precision in (PRECISIONS[:1] if smoke else PRECISIONS)]
     jobs += [(warm_train_step, (step_config(width, depth, smoke), device.type)) for width, depth in step_configs(smoke)]
-    if not smoke:  # a smoke run has nothing to compile; these only fill the cache
+    if smoke:
+        log(kind="note", section="correctness", note="CUDA graphs not checked: they need a CUDA GPU")
+    else:  # a smoke run has nothing to compile; these only fill the cache
+        jobs.append((check_cuda_graphs, (device.type,)))
         jobs += [(warm_train_step, ({}, device.type)), (warm_train_step, ({"ensemble": ENSEMBLE}, device.type))]
         jobs += [(warm_residuals, (width, depth, precision, device.type, smoke))
                  for width, depth in TIMED_CONFIGS for precision in PRECISIONS]
@@ -336,17 +370,19 @@ def time_train_steps(device, smoke, baselines):
     both backends, then the shared script's torch steps (JAX's came with section (b))."""
     observations = pf.make_observations(0.02, step_config(16, 1, smoke)["batch_size"], seed=0)
     for width, depth in step_configs(smoke):
-        for backend in ("triton", "torch"):
-            config = pf.TrainConfig(**step_config(width, depth, smoke), backend=backend)
+        for backend, graphs in (("triton", False), ("triton", True), ("torch", False)):
+            if graphs and smoke:
+                continue  # CUDA only
+            impl = f"pinnfast_{backend}" + ("_graphs" if graphs else "")
+            config = pf.TrainConfig(**step_config(width, depth, smoke), backend=backend, cuda_graphs=graphs)
             try:
                 with tempfile.TemporaryDirectory() as tmp:
                     trainer = pf.Trainer(observations, config, Path(tmp) / "run", device.type)
                     ms = timed(trainer.train_step, smoke)
-                log(kind="train_step_anneal", impl=f"pinnfast_{backend}", Nr=config.n_collocation,
+                log(kind="train_step_anneal", impl=impl, Nr=config.n_collocation,
                     Nd=config.batch_size, ms=ms, Mpts_per_s=config.n_collocation / ms / 1e3, width=width, depth=depth)
             except Exception as exc:
-                log(kind="train_step_anneal", impl=f"pinnfast_{backend}", error=repr(exc)[:200], width=width,
-                    depth=depth)
+                log(kind="train_step_anneal", impl=impl, error=repr(exc)[:200], width=width, depth=depth)
         if baselines is not None and not smoke:
             baselines.RESULTS.clear()
             baselines.run_torch(width, depth, config.n_collocation, config.batch_size, 4096)
@@ -356,20 +392,23 @@ def time_train_steps(device, smoke, baselines):
 
 
 def time_ensemble_steps(device, smoke):
-    """The main job's step (the defaults: M4, W=32 L=3, 512 + 512 points) on the triton backend for one network and
-    for an ensemble of ``ENSEMBLE`` as one batched launch per loss: what the error bar's ensemble costs."""
+    """The main job's step (the defaults: M4, W=32 L=3, 512 + 512 points, annealing every 10th) on the triton
+    backend for one network and for an ensemble of ``ENSEMBLE`` as one batched launch per loss (what the error
+    bar's ensemble costs), each eager and replayed as CUDA graphs (after a ν warm-up of 0 steps, so that every
+    timed step replays)."""
     for members in (1, 2 if smoke else ENSEMBLE):
-        overrides = dict(n_collocation=32, batch_size=16, width=16, depth=1) if smoke else {}
-        config = pf.TrainConfig(**overrides, ensemble=members, backend="triton")
-        try:
-            with tempfile.TemporaryDirectory() as tmp:
-                trainer = pf.Trainer(pf.make_observations(0.02, 2000, seed=0), config, Path(tmp) / "run",
-                                     device.type)
-                ms = timed(trainer.train_step, smoke)
-            log(kind="ensemble_step", members=members, width=config.width, depth=config.depth,
-                Nr=config.n_collocation, Nd=config.batch_size, ms=ms)
-        except Exception as exc:
-            log(kind="ensemble_step", members=members, error=repr(exc)[:200])
+        for graphs in (False,) if smoke else (False, True):
+            overrides = dict(n_collocation=32, batch_size=16, width=16, depth=1) if smoke else dict(nu_warmup=0)
+            config = pf.TrainConfig(**overrides, ensemble=members, backend="triton", cuda_graphs=graphs)
+            try:
+                with tempfile.TemporaryDirectory() as tmp:
+                    trainer = pf.Trainer(pf.make_observations(0.02, 2000, seed=0), config, Path(tmp) / "run",
+                                         device.type)
+                    ms = timed(lambda: [trainer.train_step() for _ in range(10)], smoke) / 10  # a whole period
+                log(kind="ensemble_step", members=members, graphs=graphs, width=config.width, depth=config.depth,
+                    Nr=config.n_collocation, Nd=config.batch_size, ms=ms)
+            except Exception as exc:
+                log(kind="ensemble_step", members=members, graphs=graphs, error=repr(exc)[:200])
 
 
 # ---------------------------------------------------------------------------------------------- (e) the main job
@@ -455,13 +494,21 @@ def table():
                 lines.append(f"  {r['impl']:24s} failed: {r['error'][:60]}")
                 continue
             lines.append(f"  {r['impl']:24s} {r['ms']:9.3f} {r['ms'] / ours['ms'] if ours else float('nan'):18.2f}")
-    ensemble = {r["members"]: r for r in RESULTS if r["kind"] == "ensemble_step"}
+    ensemble = {(r["members"], r["graphs"]): r for r in RESULTS if r["kind"] == "ensemble_step"}
     if ensemble:
-        one = ensemble.get(1, {}).get("ms")
-        lines.append("training step, the defaults on the triton backend: " + ", ".join(
-            f"{k} network{'s' if k > 1 else ''} " + (f"failed: {r['error'][:40]}" if "error" in r else
-                                                     f"{r['ms']:.3f} ms" + (f" ({r['ms'] / one:.2f}×)" if one else ""))
-            for k, r in sorted(ensemble.items())))
+        one = ensemble.get((1, False), {}).get("ms")
+        parts = []
+        for (k, graphs), r in sorted(ensemble.items()):
+            name = f"{k} network{'s' if k > 1 else ''}{' graphed' if graphs else ''}"
+            parts.append(f"{name} failed: {r['error'][:40]}" if "error" in r else
+                         f"{name} {r['ms']:.3f} ms" + (f" ({r['ms'] / one:.2f}×)" if one else ""))
+        lines.append("training step, the defaults on the triton backend (ms per step, over periods of 10): "
+                     + ", ".join(parts))
+    for r in RESULTS:
+        if r["kind"] == "graph_check":
+            lines.append(f"CUDA graphs: graphed vs eager steps max rel diff {r['max_rel_diff_graphed_vs_eager']:.1e} "
+                         f"(bitwise: {r['bitwise_graphed_vs_eager']}), resume bit-identical: "
+                         f"{r['resume_bit_identical']}; {'passed' if r['passed'] else 'FAILED'}")
     for r in RESULTS:
         if r["kind"] == "infer":
             lines.append("pinnfast infer (shipped example): " + (
@@ -566,7 +613,8 @@ def main():
             log(kind="error", step=section, error=traceback.format_exc()[-1500:])
         write_json()
     print(table())
-    failed = [r for r in RESULTS if (r["kind"] in ("check", "grad_check", "ensemble_check") and not r["passed"])
+    failed = [r for r in RESULTS if (r["kind"] in ("check", "grad_check", "ensemble_check", "graph_check")
+                                     and not r["passed"])
               or (r["kind"] == "error" and r["step"] == "correctness")]
     sys.exit(1 if failed else 0)
 

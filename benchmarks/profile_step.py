@@ -47,11 +47,13 @@ def main():
     parser.add_argument("--nd", type=int, default=2048, help="observations per step")
     parser.add_argument("--anneal-period", type=int, default=1)
     parser.add_argument("--calls", type=int, default=50)
+    parser.add_argument("--cuda-graphs", action="store_true", help="replay the step as CUDA graphs")
     parser.add_argument("--rows", type=int, default=25, help="rows of the profiler's table")
     args = parser.parse_args()
     device = torch.device(args.device)
     config = pf.TrainConfig(model="m4", width=args.width, depth=args.depth, n_collocation=args.nr,
-                            batch_size=args.nd, anneal_period=args.anneal_period, nu_warmup=0, backend=args.backend)
+                            batch_size=args.nd, anneal_period=args.anneal_period, nu_warmup=0, backend=args.backend,
+                            cuda_graphs=args.cuda_graphs)
     with tempfile.TemporaryDirectory() as tmp:
         trainer = pf.Trainer(pf.make_observations(0.02, args.nd, seed=0), config, Path(tmp) / "run", device.type)
         problem, generator = trainer.problem, trainer.generator

@@ -27,6 +27,7 @@ Rules on the tile (MATH.md): linear (bias on the value slot), tanh (value → h;
 and the gate H = U + Z ⊙ (V − U), with h_U, h_V per (unit, point) and the direction rows of W_U, W_V computed once
 and kept (U_i = g_U W_U[i], U_ii = −2 h_U g_U W_U[i]²).
 """
+import functools
 import os
 import weakref
 
@@ -392,6 +393,12 @@ def packed_weights(model, spec, device):
 _PACKED = weakref.WeakKeyDictionary()  # model → (key, packed weights) of its last launch
 
 
+def forget_packed_weights(model):
+    """Drop ``model``'s cached packed weights: needed after its parameters changed without a change of their
+    versions, as when a CUDA graph's replay updates them on the device."""
+    _PACKED.pop(model, None)
+
+
 def round_tf32(x):
     """float32 → nearest tf32 (10 mantissa bits, ties away from zero), as PTX ``cvt.rna.tf32.f32``."""
     bits = x.contiguous().view(torch.int32)
@@ -447,21 +454,28 @@ def pack_weights(model, spec, device):
         b_h[:, k, :width] = _bias(layer, members)
     w_out = torch.zeros(members, model.out_dim, wp, **f32)
     w_out[:, :, :width] = _weight(model.output, members)
-    # channel groups: second directions (d_s, s_s aligned), then first-only directions (d_o)
+    dirs_s, dirs_o, map_s, map_o, map_ss = _spec_tables(spec, torch.device(device))
+    return dict(
+        tensors=(w_in, b_in, dirs_s, dirs_o, w_h, b_h, w_out,
+                 _bias(model.output, members).detach().float().contiguous(), map_s, map_o, map_ss),
+        meta=dict(IN_DIM=model.in_dim, OUT_DIM=model.out_dim, WP=wp, DEPTH=len(hidden), NSP=dirs_s.numel(),
+                  NOP=dirs_o.numel(), MODIFIED=modified, ENSEMBLE=is_ensemble(model)),
+    )
+
+
+@functools.lru_cache(maxsize=64)
+def _spec_tables(spec, device):
+    """The kernel's int32 tables of a derivative spec: the channel groups' directions, second (d_s, s_s aligned)
+    then first-only (d_o), and where each lands in the public layout. Made once per spec and device: a copy from
+    the host, which a CUDA graph could not capture."""
     first_only = [i for i in spec.first if i not in spec.second]
     nsp, nop = _pow2(len(spec.second)), _pow2(len(first_only))
     public_first = {i: 1 + k for k, i in enumerate(spec.first)}
-    i32 = dict(dtype=torch.int32, device=device)
-    return dict(
-        tensors=(w_in, b_in, torch.tensor(_padded(spec.second, nsp), **i32),
-                 torch.tensor(_padded(first_only, nop), **i32), w_h, b_h, w_out,
-                 _bias(model.output, members).detach().float().contiguous(),
-                 torch.tensor(_padded([public_first.get(i, -1) for i in spec.second], nsp), **i32),
-                 torch.tensor(_padded([public_first[i] for i in first_only], nop), **i32),
-                 torch.tensor(_padded([1 + len(spec.first) + k for k in range(len(spec.second))], nsp), **i32)),
-        meta=dict(IN_DIM=model.in_dim, OUT_DIM=model.out_dim, WP=wp, DEPTH=len(hidden), NSP=nsp, NOP=nop,
-                  MODIFIED=modified, ENSEMBLE=is_ensemble(model)),
-    )
+    tables = (_padded(spec.second, nsp), _padded(first_only, nop),
+              _padded([public_first.get(i, -1) for i in spec.second], nsp),
+              _padded([public_first[i] for i in first_only], nop),
+              _padded([1 + len(spec.first) + k for k in range(len(spec.second))], nsp))
+    return tuple(torch.tensor(table, dtype=torch.int32, device=device) for table in tables)
 
 
 def per_member_nu(model, nu, device):

@@ -80,7 +80,7 @@ TUNING = (
 RUN_OPTIONS = {"--model": "model", "--seed": "seed", "--nu-init": "nu_init", "--width": "width", "--depth": "depth",
                "--collocation": "n_collocation", "--batch-size": "batch_size", "--ensemble": "ensemble",
                "--anneal-weighted": "anneal_weighted", "--float64": "dtype", "--lbfgs-steps": "lbfgs_steps",
-               "--compile": "compile",
+               "--compile": "compile", "--cuda-graphs": "cuda_graphs",
                **{flag: field for flag, field, _, _ in TUNING}}
 
 
@@ -273,9 +273,13 @@ def _run_options(command, run_flags):
                               "on a CPU, after a first compile of about a minute on 2 cores (seconds once torch's "
                               "cache holds it: it pays from the second run on, or from about 10,000 steps); "
                               "without a working compiler the run goes on uncompiled, with a warning")
+    command.add_argument("--cuda-graphs", action="store_const", const=True,
+                         help="on a CUDA GPU, replay each kind of training step as a CUDA graph after the ν "
+                              "warm-up: one launch per step instead of hundreds (Adam then runs capturable: results "
+                              "differ from an eager run's in the last bits)")
     command.add_argument("--max-steps", type=_positive_int,
-                         help="while ν still moves at --steps (by more than --tol/4 between the halves of its "
-                              "averaging window), the target is raised by half at a time up to this many steps "
+                         help="while ν still moves at --steps (by more than --tol/4 between the quarters of the "
+                              "run's second half), the target is raised by half at a time up to this many steps "
                               "(default 3 × --steps; equal to --steps: never)")
     command.add_argument("--min-steps", type=_positive_int,
                          help="the run ends as soon as ν has settled (checked every 500 steps from this step on: "

@@ -28,6 +28,7 @@ from .burgers import BurgersInverse
 from .data import check_spread, load_observations, observations_sha256, validate_observations
 from .distributed import Ranks, local_device
 from .errors import PinnfastError, PinnfastWarning
+from .graphs import StepGraphs
 from .models import MLP, ModifiedMLP, domain_box
 from .pde import PDE, from_factory, symbol
 from .problems import Helmholtz, KleinGordon, PDEProblem
@@ -74,6 +75,9 @@ class TrainConfig:
     on a fixed batch. ``compile`` runs the losses (forward and backward) through ``torch.compile`` (torch backend):
     about half the time per step on a CPU, after a first compile of about a minute on 2 cores (seconds once torch's
     on-disk cache holds it); where the compiler is missing or fails, the run goes on uncompiled, with a warning.
+    ``cuda_graphs`` (CUDA, one process) replays each kind of step as a CUDA graph (:mod:`pinnfast.graphs`) after
+    the ν warm-up; Adam then runs ``capturable``, with the learning rates as device tensors, so its results differ
+    from an eager run's in the last bits (a resumed graph run repeats its uninterrupted run).
 
     ``ensemble`` = K > 1 trains K independently initialised networks, each with its own ν, collocation points and
     bootstrap resample of the observations, as one batched model; ν is then reported as the members' mean. Every
@@ -121,6 +125,7 @@ class TrainConfig:
     min_steps: int = 3000
     lbfgs_steps: int = 0
     compile: bool = False
+    cuda_graphs: bool = False
 
     def validate(self):
         if self.model not in MODELS:
@@ -146,6 +151,8 @@ class TrainConfig:
             raise PinnfastError(f"unknown backend {self.backend!r}; choose one of {', '.join(BACKENDS)}")
         if self.dtype not in DTYPES:
             raise PinnfastError(f"unknown dtype {self.dtype!r}; choose one of {', '.join(DTYPES)}")
+        if self.cuda_graphs and self.compile:
+            raise PinnfastError("--cuda-graphs and --compile exclude each other: use one of them")
 
     @property
     def members(self):
@@ -279,9 +286,10 @@ class Trainer:
         # foreach: one operation per kind over every tensor (2/3 of the time on the CPU). Not fused=True: torch 2.13's
         # fused CPU Adam reads a non-contiguous gradient as if it were contiguous (an annealing step's input-layer
         # gradients are transposed views) and so updates the wrong entries.
-        self.optimizer = torch.optim.Adam(groups, foreach=True)
-        gamma = config.decay_rate ** (1.0 / config.decay_steps)
-        self.scheduler = torch.optim.lr_scheduler.ExponentialLR(self.optimizer, gamma)
+        self.base_lrs = [group["lr"] for group in groups]
+        self.optimizer = torch.optim.Adam(groups, foreach=True, capturable=config.cuda_graphs)
+        self.gamma = config.decay_rate ** (1.0 / config.decay_steps)
+        self.scheduler = torch.optim.lr_scheduler.ExponentialLR(self.optimizer, self.gamma)  # eager runs
         n_terms = len(self.problem.term_names)
         if MODELS[config.model][1]:
             self.weights = Annealing(n_terms, self.device, config.anneal_period, config.anneal_alpha,
@@ -292,6 +300,7 @@ class Trainer:
             self.weights = FixedWeights(n_terms, self.device, members=config.members)
         self.generator = torch.Generator(self.device).manual_seed(self.ranks.seed(config.seed))
         self.step, self.seconds, self.checkpoint_step, self.lbfgs_done = 0, 0.0, None, False
+        self.graphs = self._graphs() if config.cuda_graphs else None
         self.error_samples = []  # [step, {unknown: [jackknife standard error per member]}], rank 0's
         names = self.problem.term_names
         self.imbalance_names = [f"imbalance_{n}" for n in names] if MODELS[config.model][1] else []
@@ -300,26 +309,35 @@ class Trainer:
 
     # ----------------------------------------------------------------- one step
     def train_step(self):
-        """One optimiser step; returns the step's metrics (device tensor, no host sync) and the learning rate."""
+        """One optimiser step; returns the step's metrics (device tensor, no host sync) and the learning rate (a
+        float; a device tensor with ``cuda_graphs``)."""
+        annealing, holding = self.weights.due(self.step), self.step < self.config.nu_warmup
+        replay = self.graphs is not None and not holding
+        metrics = self.graphs(annealing) if replay else self._step(annealing, holding)
+        self.step += 1
+        return metrics
+
+    def _step(self, annealing, holding=False):
+        """The step's work, all of it on the device (what the CUDA graphs capture, after the hold): an annealing step
+        or a plain one; ``holding``: the physical parameters wait (ν's warm-up)."""
         if self._losses is None:
             self._losses = self._compiled_losses()
         loss_r, terms = self._losses(self.problem.sample(self.generator))
         terms = torch.stack(terms)  # (terms,), or (terms, members) for an ensemble
         lam = self.weights.lambdas
         imbalance = torch.full_like(lam, math.nan)  # known at annealing steps only
-        if self.weights.due(self.step):
+        if annealing:
             imbalance = self._annealed_gradients(loss_r, terms)
         else:
             (loss_r.sum() + (lam * terms).sum()).backward()  # members are independent: one backward for all
             self.ranks.average([p.grad for p in self.params])
-        if self.step < self.config.nu_warmup:
+        if holding:
             for p in self.physical:
                 p.grad = None  # physical parameters wait until the network has roughly fitted the data
+        lr = self._learning_rate()
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
-        lr = self.scheduler.get_last_lr()[0]
-        self.scheduler.step()
-        self.step += 1
+        self._advance_learning_rate()
         loss = loss_r.detach() + (lam * terms.detach()).sum(0)
         losses = torch.cat([torch.stack([loss, loss_r.detach()]), terms.detach(), lam.clone(),
                             *([imbalance] if self.imbalance_names else [])])
@@ -327,6 +345,53 @@ class Trainer:
             losses = losses.mean(-1)  # the members' mean; each member's ν is logged apart
         logged = [value.reshape(1) for value in self.problem.logged().values()]
         return torch.cat([losses, *logged]), lr
+
+    def _learning_rate(self):
+        """This step's learning rate of the network: the scheduler's; with ``cuda_graphs`` every group's is set on
+        the device to its base × γ^step (γ = decay_rate^(1/decay_steps)) from the device's step count."""
+        if not self.config.cuda_graphs:
+            return self.scheduler.get_last_lr()[0]
+        decay = torch.pow(self.gamma, self.steps_done)
+        for group, base in zip(self.optimizer.param_groups, self.base_lrs):
+            group["lr"].copy_(decay * base)
+        return self.optimizer.param_groups[0]["lr"].clone()
+
+    def _advance_learning_rate(self):
+        if not self.config.cuda_graphs:
+            self.scheduler.step()
+        else:
+            self.steps_done += 1
+
+    def _graphs(self):
+        """Graph mode: the learning rates as device tensors and the step count they follow, and the graphs."""
+        if self.device.type != "cuda":
+            raise PinnfastError(f"--cuda-graphs needs a CUDA GPU; this run is on {self.device.type}")
+        if self.ranks.world > 1:
+            raise PinnfastError("--cuda-graphs runs in one process; leave out --nproc (torchrun)")
+        self._device_learning_rates()
+        return StepGraphs(self._step, self._mutable_tensors, self.generator, self._forget_packed_weights)
+
+    def _device_learning_rates(self):
+        """Each group's learning rate as a device tensor (what capturable Adam reads inside a graph), and the device
+        step count they are set from; again after a resume, whose optimiser state comes from the host."""
+        self.steps_done = torch.tensor(float(self.step), dtype=torch.float64, device=self.device)
+        for group in self.optimizer.param_groups:
+            group["lr"] = torch.zeros((), dtype=torch.float32, device=self.device)
+
+    def _mutable_tensors(self):
+        """Every tensor a step changes: the parameters, λ, the learning rates and their step count, Adam's state."""
+        optimizer_state = [value for state in self.optimizer.state.values() for value in state.values()
+                           if torch.is_tensor(value)]
+        return [*self.params, self.weights.lambdas, self.steps_done,
+                *(group["lr"] for group in self.optimizer.param_groups), *optimizer_state]
+
+    def _forget_packed_weights(self):
+        """After a graph replay: the fused kernels' cached packed weights are stale (a replay updates the
+        parameters without changing their versions)."""
+        if self.backend == "triton":
+            from .kernels import forget_packed_weights
+
+            forget_packed_weights(self.problem.network)
 
     def _compiled_losses(self):
         """``problem.losses`` through ``torch.compile``, compiled here on one batch (forward and backward: where the
@@ -665,7 +730,10 @@ class Trainer:
         values = torch.stack([metrics for metrics, _ in pending])
         self.ranks.average([values[:, :2 + len(self.problem.term_names)]])
         values = values.cpu().double().numpy()
-        rows = [[first + k, *row, lr] for k, (row, (_, lr)) in enumerate(zip(values.tolist(), pending))]
+        lrs = [lr for _, lr in pending]
+        if torch.is_tensor(lrs[0]):  # graph mode: device tensors, one copy to the host
+            lrs = torch.stack(lrs).double().tolist()
+        rows = [[first + k, *row, lr] for k, (row, lr) in enumerate(zip(values.tolist(), lrs))]
         checked = [k for k, name in enumerate(self.metric_names) if name not in ("step", *self.imbalance_names)]
         bad = next((row for row in rows if not all(math.isfinite(row[k]) for k in checked)), None)
         if bad is not None:
@@ -751,6 +819,8 @@ class Trainer:
         generators = state["generators"] if "generators" in state else [state["generator"]]  # older: one stream
         trainer.generator.set_state(generators[trainer.ranks.rank])
         trainer.step, trainer.seconds = state["step"], state["seconds"]
+        if config.cuda_graphs:
+            trainer._device_learning_rates()
         trainer.lbfgs_done = state.get("lbfgs_done", False)
         trainer.error_samples = state.get("error_samples", [])  # taken up to the checkpoint's step (older: none)
         trainer.checkpoint_step = trainer.step

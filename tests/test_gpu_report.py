@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_report.py"
 
@@ -70,3 +71,12 @@ def test_tune_backward_takes_the_fastest_tile_whose_gradients_agree():
                   ms=0.05, differs=0.0)]
     table = tune.fastest(rows)
     assert table == {(True, True, 64, 2, 1, 3, 2, "tf32x3"): (8, 8), (True, False, 32, 1, 1, 3, 2, "tf32x3"): (4, 4)}
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a CUDA GPU")
+def test_cuda_graph_steps_equal_the_eager_steps_and_resume_exactly():
+    spec = importlib.util.spec_from_file_location("gpu_report", SCRIPT)
+    report = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(report)
+    [row] = report.check_cuda_graphs("cuda")
+    assert row["passed"], row

@@ -7,7 +7,7 @@ import torch
 
 import pinnfast as pf
 from pinnfast.cli import main
-from helpers import SMALL, SHIPPED_NU
+from helpers import SMALL, SHIPPED_NU, run_cli
 from pinnfast.runfolder import CHECKPOINT, METRICS_CSV
 
 
@@ -99,6 +99,21 @@ def test_compile_is_for_the_torch_backend(tmp_path):
     assert pf.trainer.resolve_backend(pf.TrainConfig(compile=True), torch.device("cuda")) == "torch"
     with pytest.raises(pf.PinnfastError, match="--compile with --backend torch"):
         pf.trainer.resolve_backend(pf.TrainConfig(compile=True, backend="triton"), torch.device("cuda"))
+
+
+def test_cuda_graphs_need_a_cuda_gpu_one_process_and_no_compile(tmp_path, capsys):
+    """Graph mode's refusals, each one line; that graphed steps equal eager ones is checked where CUDA is
+    (tests/test_gpu_report.py, and the GPU report)."""
+    with pytest.raises(pf.PinnfastError, match="--cuda-graphs needs a CUDA GPU; this run is on cpu"):
+        pf.Trainer(_observations(), pf.TrainConfig(steps=5, cuda_graphs=True, **SMALL), tmp_path / "a", "cpu")
+    with pytest.raises(pf.PinnfastError, match="--cuda-graphs and --compile exclude each other"):
+        pf.Trainer(_observations(), pf.TrainConfig(steps=5, cuda_graphs=True, compile=True, **SMALL), tmp_path / "b",
+                   "cpu")
+    code, out, err = run_cli(["infer", "--out", str(tmp_path / "c"), "--steps", "5", "--device", "cpu",
+                              "--cuda-graphs"], capsys)
+    assert code == 2 and err.strip().splitlines() == ["pinnfast: error: --cuda-graphs needs a CUDA GPU; this run is "
+                                                      "on cpu"]
+    assert not (tmp_path / "c").exists()
 
 
 def test_cli_resume(tmp_path, capsys):
