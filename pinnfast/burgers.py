@@ -40,18 +40,18 @@ class BurgersInverse(PDEProblem):
     ``log ν`` (stays positive), and the observations as the data term ``d``. Each batch: ``n_collocation``
     uniform points in the box and ``batch_size`` observations (all of them when there are fewer).
 
-    An ensemble network (``members=K``) gets one ν per member, its own collocation points, and its own bootstrap
-    resample of the observations (drawn once from ``bootstrap_seed``), so that the members' spread of ν measures
-    how well these data determine ν. Losses are then per member, shape ``(K,)``. Without observations the problem
-    only evaluates a trained network."""
+    An ensemble network (``members=K``) gets one ν per member, its own collocation points and observation batches
+    (of all the observations, or with ``bootstrap`` = a seed of its own resample), so that the members' spread of ν
+    measures how far training leaves ν undetermined. Losses are then per member, shape ``(K,)``. Without
+    observations the problem only evaluates a trained network."""
 
     def __init__(self, network, nu_init, observed_x=None, observed_uv=None, box=None, n_collocation=512,
-                 batch_size=512, bootstrap_seed=0):
+                 batch_size=512, bootstrap=None):
         box = box if box is not None else ((0.0, 0.0, 0.0), (1.0, 1.0, 1.0))
         data = {} if observed_x is None else {"d": Condition(observed_x, values=observed_uv)}
         pde = PDE(INPUTS, OUTPUTS, burgers_residual, unknowns={"nu": Unknown(nu_init, positive=True)},
                   conditions=data, box=box, name="burgers")
-        super().__init__(pde, network, n_collocation, batch_size, bootstrap_seed)
+        super().__init__(pde, network, n_collocation, batch_size, bootstrap)
 
     @property
     def nu(self):

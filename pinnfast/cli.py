@@ -80,7 +80,7 @@ TUNING = (
 RUN_OPTIONS = {"--model": "model", "--seed": "seed", "--nu-init": "nu_init", "--width": "width", "--depth": "depth",
                "--collocation": "n_collocation", "--batch-size": "batch_size", "--ensemble": "ensemble",
                "--anneal-weighted": "anneal_weighted", "--float64": "dtype", "--lbfgs-steps": "lbfgs_steps",
-               "--compile": "compile", "--cuda-graphs": "cuda_graphs",
+               "--compile": "compile", "--cuda-graphs": "cuda_graphs", "--bootstrap": "bootstrap",
                **{flag: field for flag, field, _, _ in TUNING}}
 
 
@@ -289,8 +289,11 @@ def _run_options(command, run_flags):
                          help="train exactly --steps steps: no early end when ν settles, no extension")
     command.add_argument("--ensemble", type=_positive_int,
                          help="train K independently initialised networks, each with its own ν, collocation points "
-                              "and bootstrap resample of the data, as one batched model, and report ν as their mean "
-                              "± spread (default 1: one network)")
+                              "and batches of the data, as one batched model, and report ν as their mean ± spread "
+                              "(default 1: one network)")
+    command.add_argument("--bootstrap", action="store_const", const=True,
+                         help="with --ensemble: each network trains on its own bootstrap resample of the "
+                              "observations (about 63 %% of the distinct points each), not on all of them")
     command.add_argument("--tol", type=_fraction,
                          help="relative accuracy wanted of ν: a larger error bar (the sub-boxes of the domain "
                               "disagree on ν) or ensemble spread, or a drift of ν within the averaging window larger "
@@ -441,7 +444,7 @@ def _resume_state(args, out):
     if getattr(args, "columns", None) and not args.data:
         raise PinnfastError("--columns describes a --data file; give both, or neither to use the run's own data")
     state = load_checkpoint(out)
-    config = dataclasses.asdict(TrainConfig(**state["config"]))  # fields added since the run have their defaults
+    config = dataclasses.asdict(TrainConfig.saved(state["config"]))  # fields added since the run: their defaults
     declared = config["problem"] not in PROBLEMS
     if args.command == "infer" and config["problem"] != "burgers":
         origin = "`pinnfast train`; continue it with `pinnfast train --resume`" if declared else "`pinnfast reproduce`"

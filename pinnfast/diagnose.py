@@ -135,7 +135,7 @@ def diagnose_run(run_dir, steps=None, out_dir=None, tol=1e-3, max_iter=100, seed
 
     run_dir = Path(run_dir)
     last = load_checkpoint(run_dir)
-    config = TrainConfig(**last["config"])
+    config = TrainConfig.saved(last["config"])
     if config.members is not None:
         raise PinnfastError(f"{run_dir} is an ensemble of {config.ensemble} networks; diagnose takes runs of one "
                             "network")

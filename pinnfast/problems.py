@@ -77,11 +77,12 @@ class PDEProblem(Problem):
     Each step draws the conditions' :class:`~pinnfast.pde.Faces` points, then ``n_collocation`` uniform points
     in the box, then ``batch_size`` of each condition's fixed points (all of them when there are fewer). An
     ensemble network (``members=K``) gets one value of each unknown per member, its own collocation and face
-    points, and its own bootstrap resample of every fixed point set (drawn once from ``bootstrap_seed``), so that
-    the members' spread measures how well the data determine the unknowns; losses are then per member, ``(K,)``.
+    points and its own batches of every fixed point set (all of it, or with ``bootstrap`` = a seed its own
+    bootstrap resample, drawn once), so that the members' spread measures how far their training leaves the
+    unknowns apart; losses are then per member, ``(K,)``.
     """
 
-    def __init__(self, pde, network, n_collocation=512, batch_size=512, bootstrap_seed=0):
+    def __init__(self, pde, network, n_collocation=512, batch_size=512, bootstrap=None):
         super().__init__(network, *pde.box)
         if (network.in_dim, network.out_dim) != (pde.in_dim, pde.out_dim):
             raise PinnfastError(f"the network maps {network.in_dim} → {network.out_dim} values, the problem "
@@ -97,15 +98,18 @@ class PDEProblem(Problem):
                                     "another")
             start = math.log(unknown.init) if unknown.positive else float(unknown.init)
             self.register_parameter(attribute, nn.Parameter(torch.full(shape, start)))
-        resample = torch.Generator().manual_seed(bootstrap_seed)
+        resample = None if bootstrap is None else torch.Generator().manual_seed(bootstrap)
         for name, term in pde.conditions.items():
             if term.points is None:
                 continue
             points = torch.tensor(term.points, dtype=torch.float32)
             values = None if term.values is None else torch.tensor(term.values, dtype=torch.float32)
-            if self.members is not None:  # each member its own bootstrap resample: (K, N, ·)
+            if self.members is not None and resample is not None:  # each member its own resample: (K, N, ·)
                 index = torch.randint(len(points), (self.members, len(points)), generator=resample)
                 points, values = points[index], None if values is None else values[index]
+            elif self.members is not None:  # every member all of them: (K, N, ·) views
+                points = points.expand(self.members, *points.shape)
+                values = None if values is None else values.expand(self.members, *values.shape)
             self.register_buffer(f"points_{name}", points, persistent=False)
             self.register_buffer(f"values_{name}", values, persistent=False)
 

@@ -80,7 +80,8 @@ class TrainConfig:
     from an eager run's in the last bits (a resumed graph run repeats its uninterrupted run).
 
     ``ensemble`` = K > 1 trains K independently initialised networks, each with its own ν, collocation points and
-    bootstrap resample of the observations, as one batched model; ν is then reported as the members' mean. Every
+    observation batches (``bootstrap``: each from its own resample of the observations), as one batched model; ν
+    is then reported as the members' mean. Every
     run reports ν's error bar ``nu_sigma``: how much the sub-boxes of the domain disagree on ν (a jackknife,
     :mod:`pinnfast.uncertainty`), with an ensemble's spread. ``tol`` is the relative accuracy asked of ν: an
     error bar or a spread larger than ``tol``, or a drift of ν between the halves of its averaging window larger
@@ -126,6 +127,7 @@ class TrainConfig:
     lbfgs_steps: int = 0
     compile: bool = False
     cuda_graphs: bool = False
+    bootstrap: bool = False
 
     def validate(self):
         if self.model not in MODELS:
@@ -151,8 +153,17 @@ class TrainConfig:
             raise PinnfastError(f"unknown backend {self.backend!r}; choose one of {', '.join(BACKENDS)}")
         if self.dtype not in DTYPES:
             raise PinnfastError(f"unknown dtype {self.dtype!r}; choose one of {', '.join(DTYPES)}")
+        if self.bootstrap and self.ensemble < 2:
+            raise PinnfastError("--bootstrap resamples the observations of an ensemble's members: use it with "
+                                "--ensemble K (K >= 2)")
         if self.cuda_graphs and self.compile:
             raise PinnfastError("--cuda-graphs and --compile exclude each other: use one of them")
+
+    @classmethod
+    def saved(cls, fields):
+        """The config a checkpoint saved; fields added since then take their defaults, except ``bootstrap``: an
+        ensemble saved before the option resampled its observations."""
+        return cls(**{"bootstrap": fields.get("ensemble", 1) > 1, **fields})
 
     @property
     def members(self):
@@ -207,7 +218,7 @@ def build_problem(config, observations=None, source="observations"):
     if isinstance(observations, PDE):
         network = network_class(observations.in_dim, observations.out_dim, config.width, config.depth,
                                 domain=observations.box, members=config.members)
-        return PDEProblem(observations, network, config.n_collocation, config.batch_size, config.seed)
+        return PDEProblem(observations, network, config.n_collocation, config.batch_size, _resampling(config))
     if config.problem not in PROBLEMS:
         raise PinnfastError(f"unknown problem {config.problem!r}; choose one of {', '.join(PROBLEMS)}, or pass a "
                             "pinnfast.PDE")
@@ -232,7 +243,12 @@ def build_problem(config, observations=None, source="observations"):
     network = network_class(3, 2, config.width, config.depth, domain=(lo, hi), members=config.members)
     return BurgersInverse(network, config.nu_init, torch.tensor(points, dtype=torch.float32),
                           torch.tensor(values, dtype=torch.float32), (lo, hi), config.n_collocation,
-                          config.batch_size, bootstrap_seed=config.seed)
+                          config.batch_size, _resampling(config))
+
+
+def _resampling(config):
+    """The ensemble's bootstrap seed (the run's), or None: every member sees every observation."""
+    return config.seed if config.bootstrap else None
 
 
 class Trainer:
@@ -784,7 +800,7 @@ class Trainer:
             how = f"torchrun --nproc_per_node {world}, or --nproc {world}" if world > 1 else "without torchrun"
             raise PinnfastError(f"the run in {out_dir} was trained by {world} process(es), not {ranks.world}: resume "
                                 f"it on {world} ({how}), each process continuing its own random stream")
-        config = TrainConfig(**state["config"])
+        config = TrainConfig.saved(state["config"])
         config.steps = resume_target(state, steps, out_dir)
         if config.max_steps is not None and config.max_steps < config.steps:
             config.max_steps = config.steps  # a target raised by hand: no further extension past it
@@ -901,7 +917,7 @@ def load_run(run_dir, device="cpu", pde=None):
     inferred ν, ``run.unknowns`` every learned unknown, ``run.network`` the network (an ensemble's: outputs
     ``(K, N, out)``). A declared problem is rebuilt by its recorded factory, or given as ``pde``."""
     state = load_checkpoint(run_dir)
-    config = TrainConfig(**state["config"])
+    config = TrainConfig.saved(state["config"])
     problem = build_problem(config, declared_problem(state, run_dir, pde) if config.problem not in PROBLEMS else None)
     _load_problem_state(problem, state, run_dir)  # includes the domain normalisation buffers
     if isinstance(problem, BurgersInverse):  # its box came with the data; the network's normalisation keeps it

@@ -63,14 +63,25 @@ def test_burgers_losses_and_gradients_equal_separate_problems(rng):
             assert relative_error(p.grad[k].reshape(q.shape), q.grad) <= 1e-12, name
 
 
-def test_each_member_resamples_the_observations():
+def test_members_see_every_observation_or_with_bootstrap_their_own_resample():
     observations = pf.make_observations(0.03, 50, seed=2)
-    problem = pf.trainer.build_problem(pf.TrainConfig(ensemble=K, **SMALL), observations)
-    assert problem.observed_x.shape == (K, 50, 3)
-    rows = [set(map(tuple, problem.observed_x[k].tolist())) for k in range(K)]
     every = set(map(tuple, torch.tensor(np.column_stack([observations[c] for c in "xyt"]),
                                         dtype=torch.float32).tolist()))
+    problem = pf.trainer.build_problem(pf.TrainConfig(ensemble=K, **SMALL), observations)
+    assert problem.observed_x.shape == (K, 50, 3)
+    assert all(set(map(tuple, problem.observed_x[k].tolist())) == every for k in range(K))
+    problem = pf.trainer.build_problem(pf.TrainConfig(ensemble=K, bootstrap=True, **SMALL), observations)
+    assert problem.observed_x.shape == (K, 50, 3)
+    rows = [set(map(tuple, problem.observed_x[k].tolist())) for k in range(K)]
     assert all(r <= every and len(r) < 50 for r in rows) and len({frozenset(r) for r in rows}) == K
+    with pytest.raises(pf.PinnfastError, match="--bootstrap resamples the observations of an ensemble"):
+        pf.TrainConfig(bootstrap=True).validate()
+
+
+def test_an_ensemble_saved_before_the_bootstrap_option_resumes_resampling():
+    assert pf.TrainConfig.saved({"ensemble": 4}).bootstrap
+    assert not pf.TrainConfig.saved({"ensemble": 1}).bootstrap
+    assert not pf.TrainConfig.saved({"ensemble": 4, "bootstrap": False}).bootstrap
 
 
 @pytest.mark.parametrize("mean", ["global", "per-layer"])
