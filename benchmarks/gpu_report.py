@@ -202,7 +202,8 @@ def check_cuda_graphs(device_type, steps=40, resumed_at=23):
     switched off, the same capturable optimiser): ``steps`` steps with annealing every 4th and the ν warm-up
     ending at step 5, so that both graphs and the eager warm-up run; then the same run stopped at ``resumed_at``
     and resumed must give the uninterrupted run's parameters and metrics bit for bit."""
-    config = dict(steps=steps, anneal_period=4, nu_warmup=5, checkpoint_every=resumed_at, cuda_graphs=True)
+    config = dict(steps=steps, anneal_period=4, nu_warmup=5, checkpoint_every=resumed_at, cuda_graphs=True,
+                  stop_when_settled=False)
     observations = pf.make_observations(0.02, 2000, seed=0)
     with tempfile.TemporaryDirectory() as tmp:
         runs = {}
