@@ -405,7 +405,8 @@ def time_ensemble_steps(device, smoke):
                 with tempfile.TemporaryDirectory() as tmp:
                     trainer = pf.Trainer(pf.make_observations(0.02, 2000, seed=0), config, Path(tmp) / "run",
                                          device.type)
-                    ms = timed(lambda: [trainer.train_step() for _ in range(10)], smoke) / 10  # a whole period
+                    period = 1 if smoke else 10  # a whole period of annealing on the GPU
+                    ms = timed(lambda: [trainer.train_step() for _ in range(period)], smoke) / period
                 log(kind="ensemble_step", members=members, graphs=graphs, width=config.width, depth=config.depth,
                     Nr=config.n_collocation, Nd=config.batch_size, ms=ms)
             except Exception as exc:
