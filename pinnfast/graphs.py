@@ -8,6 +8,8 @@ Adam and the learning rate, all on the device. The trainer meets the graphs' con
 synchronisation inside the step; one random generator, registered with every graph, whose offset each replay
 advances exactly as the eager step would.
 """
+import contextlib
+
 import torch
 
 WARMUP_CALLS = 2  # eager calls of a kind before its capture: Triton compiles, cuBLAS plans, the optimiser's state
@@ -35,15 +37,22 @@ class StepGraphs:
         return tuple(output.clone() for output in outputs)  # the static outputs are overwritten by the next replay
 
     def _capture(self, annealing):
+        self.warm_up(annealing)
+        graph = torch.cuda.CUDAGraph()
+        graph.register_generator_state(self.generator)
+        with torch.cuda.graph(graph):
+            outputs = self.step(annealing)
+        return graph, outputs
+
+    def warm_up(self, annealing):
+        """``WARMUP_CALLS`` eager calls of the step (on a side stream on a GPU), then everything they changed put
+        back: afterwards the run is where it was."""
         before = self.state()
         saved = [tensor.detach().clone() for tensor in before]
         random_state = self.generator.get_state()
-        side = torch.cuda.Stream()
-        side.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(side):
+        with _side_stream(self.generator.device):
             for _ in range(WARMUP_CALLS):
                 self.step(annealing)
-        torch.cuda.current_stream().wait_stream(side)
         known = {id(tensor) for tensor in before}
         with torch.no_grad():
             for tensor, value in zip(before, saved):
@@ -53,8 +62,17 @@ class StepGraphs:
                     tensor.zero_()
         self.generator.set_state(random_state)
         self.after_replay()
-        graph = torch.cuda.CUDAGraph()
-        graph.register_generator_state(self.generator)
-        with torch.cuda.graph(graph):
-            outputs = self.step(annealing)
-        return graph, outputs
+
+
+@contextlib.contextmanager
+def _side_stream(device):
+    """A CUDA side stream that waits for, and is then waited for by, the current one (as a capture wants its
+    warm-up); elsewhere nothing."""
+    if device.type != "cuda":
+        yield
+        return
+    side = torch.cuda.Stream(device)
+    side.wait_stream(torch.cuda.current_stream(device))
+    with torch.cuda.stream(side):
+        yield
+    torch.cuda.current_stream(device).wait_stream(side)

@@ -7,6 +7,7 @@ import torch
 
 import pinnfast as pf
 from pinnfast.cli import main
+from pinnfast.graphs import StepGraphs
 from helpers import SMALL, SHIPPED_NU, run_cli
 from pinnfast.runfolder import CHECKPOINT, METRICS_CSV
 
@@ -114,6 +115,32 @@ def test_cuda_graphs_need_a_cuda_gpu_one_process_and_no_compile(tmp_path, capsys
     assert code == 2 and err.strip().splitlines() == ["pinnfast: error: --cuda-graphs needs a CUDA GPU; this run is "
                                                       "on cpu"]
     assert not (tmp_path / "c").exists()
+
+
+def test_the_graphs_warm_up_leaves_the_run_where_it_was(tmp_path):
+    """Before a capture the step runs eagerly and everything it changed is put back: the run goes on as if nothing
+    had happened, also right after ν's hold, where the warm-up creates ν's Adam state. On the CPU, with graph mode's
+    arithmetic (device learning rates; single-tensor Adam, which takes them without ``capturable``)."""
+    def trainer(name):
+        run = pf.Trainer(_observations(), pf.TrainConfig(model="m4", steps=20, anneal_period=3, **SMALL),
+                         tmp_path / name, "cpu")
+        run.config.cuda_graphs = True  # the graphs themselves need CUDA: here they are never captured
+        run._device_learning_rates()
+        for group in run.optimizer.param_groups:
+            group["foreach"] = False
+        return run
+
+    warmed, plain = trainer("warmed"), trainer("plain")
+    dropped = []
+    graphs = StepGraphs(warmed._step, warmed._mutable_tensors, warmed.generator, lambda: dropped.append(True))
+    for step in range(10):
+        if step in (SMALL["nu_warmup"], SMALL["nu_warmup"] + 1):  # plain, ν without Adam state; then annealing
+            graphs.warm_up(warmed.weights.due(step))
+        (metrics, lr), (expected, expected_lr) = warmed.train_step(), plain.train_step()
+        torch.testing.assert_close(metrics, expected, rtol=0, atol=0, equal_nan=True)  # bit for bit
+        assert torch.equal(lr, expected_lr) and lr.item() == pytest.approx(warmed.scheduler.base_lrs[0] *
+                                                                           warmed.gamma ** step, rel=1e-7), step
+    assert all(torch.equal(p, q) for p, q in zip(warmed.params, plain.params)) and dropped == [True, True]
 
 
 def test_cli_resume(tmp_path, capsys):
