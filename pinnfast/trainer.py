@@ -302,7 +302,6 @@ class Trainer:
         # foreach: one operation per kind over every tensor (2/3 of the time on the CPU). Not fused=True: torch 2.13's
         # fused CPU Adam reads a non-contiguous gradient as if it were contiguous (an annealing step's input-layer
         # gradients are transposed views) and so updates the wrong entries.
-        self.base_lrs = [group["lr"] for group in groups]
         self.optimizer = torch.optim.Adam(groups, foreach=True, capturable=config.cuda_graphs)
         self.gamma = config.decay_rate ** (1.0 / config.decay_steps)
         self.scheduler = torch.optim.lr_scheduler.ExponentialLR(self.optimizer, self.gamma)  # eager runs
@@ -368,7 +367,7 @@ class Trainer:
         if not self.config.cuda_graphs:
             return self.scheduler.get_last_lr()[0]
         decay = torch.pow(self.gamma, self.steps_done)
-        for group, base in zip(self.optimizer.param_groups, self.base_lrs):
+        for group, base in zip(self.optimizer.param_groups, self.scheduler.base_lrs):
             group["lr"].copy_(decay * base)
         return self.optimizer.param_groups[0]["lr"].clone()
 

@@ -12,6 +12,14 @@ import torch
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_report.py"
 
 
+def _benchmark_module(name):
+    """benchmarks/<name>.py as a module (the benchmarks are scripts, not part of the package)."""
+    spec = importlib.util.spec_from_file_location(name, SCRIPT.parent / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def test_gpu_report_smoke_run(tmp_path):
     env = dict(os.environ, TRITON_INTERPRET="1", OUT=str(tmp_path))
     # two worker processes: the spawned pool that checks and compiles side by side on the GPU machine
@@ -39,9 +47,7 @@ def test_gpu_report_smoke_run(tmp_path):
 
 def test_a_wrong_kernel_fails_the_report_and_keeps_the_json(tmp_path, monkeypatch, capsys):
     """--quick checks correctness only; a kernel that writes wrong values makes the report exit 1 with the rows."""
-    spec = importlib.util.spec_from_file_location("gpu_report", SCRIPT)
-    report = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(report)
+    report = _benchmark_module("gpu_report")
     original = report.kernel.launch
 
     def wrong(model, x, spec, out, *args, **kwargs):
@@ -61,9 +67,7 @@ def test_a_wrong_kernel_fails_the_report_and_keeps_the_json(tmp_path, monkeypatc
 
 def test_tune_backward_takes_the_fastest_tile_whose_gradients_agree():
     """tune_backward.py's table: per workload the fastest (tile, warps), never one whose gradients differ."""
-    spec = importlib.util.spec_from_file_location("tune_backward", SCRIPT.parent / "tune_backward.py")
-    tune = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tune)
+    tune = _benchmark_module("tune_backward")
     rows = [dict(workload="burgers_loss", width=64, depth=4, N=16384, burgers=True, tile=t, warps=w,
                  programs_per_sm=1, ms=ms, differs=d)
             for t, w, ms, d in [(4, 8, 1.2, 0.0), (8, 8, 0.4, 3e-7), (8, 4, 0.1, 0.5)]]
@@ -75,8 +79,5 @@ def test_tune_backward_takes_the_fastest_tile_whose_gradients_agree():
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a CUDA GPU")
 def test_cuda_graph_steps_equal_the_eager_steps_and_resume_exactly():
-    spec = importlib.util.spec_from_file_location("gpu_report", SCRIPT)
-    report = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(report)
-    [row] = report.check_cuda_graphs("cuda")
+    [row] = _benchmark_module("gpu_report").check_cuda_graphs("cuda")
     assert row["passed"], row
