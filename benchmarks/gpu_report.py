@@ -223,9 +223,11 @@ def check_cuda_graphs(device_type, steps=40, resumed_at=23):
                  list(resumed.problem.parameters())]
     difference = max(relative_error(g, e) for g, e in zip(pairs[0], pairs[1]))
     resume_exact = same_metrics and all(torch.equal(g, r) for g, r in zip(pairs[0], pairs[2]))
+    replayed = all(set(run.graphs.graphs) == {True, False} for run in (runs["graphed"], resumed))  # both kinds
     return [dict(kind="graph_check", steps=steps, max_rel_diff_graphed_vs_eager=difference,
                  bitwise_graphed_vs_eager=all(torch.equal(g, e) for g, e in zip(pairs[0], pairs[1])),
-                 resume_bit_identical=resume_exact, passed=difference <= 1e-5 and resume_exact)]
+                 resume_bit_identical=resume_exact, both_graphs_captured=replayed,
+                 passed=replayed and difference <= 1e-5 and resume_exact)]
 
 
 def warm_residuals(width, depth, precision, device_type, smoke):

@@ -228,7 +228,11 @@ class PDEProblem(Problem):
         return self._mean_squares(self.pde.residual, x, unknowns)
 
     def _misfit(self, value, term, target):
-        return (value if term.columns == list(range(self.pde.out_dim)) else value[..., term.columns]) - target
+        """The term's output columns minus its target; columns picked one by one (an index list would be copied to
+        the device at every step, which a CUDA graph cannot capture)."""
+        if term.columns != list(range(self.pde.out_dim)):
+            value = torch.stack([value[..., column] for column in term.columns], -1)
+        return value - target
 
     def _mean_squares(self, expression, x, unknowns):
         parts = expression(self.derivatives(x, expression.spec, expression.user), unknowns)

@@ -75,7 +75,7 @@ class TrainConfig:
     on a fixed batch. ``compile`` runs the losses (forward and backward) through ``torch.compile`` (torch backend):
     about half the time per step on a CPU, after a first compile of about a minute on 2 cores (seconds once torch's
     on-disk cache holds it); where the compiler is missing or fails, the run goes on uncompiled, with a warning.
-    ``cuda_graphs`` (CUDA, one process) replays each kind of step as a CUDA graph (:mod:`pinnfast.graphs`) after
+    ``cuda_graphs`` (CUDA, one process, triton backend) replays each kind of step as a CUDA graph (:mod:`pinnfast.graphs`) after
     the ν warm-up; Adam then runs ``capturable``, with the learning rates as device tensors, so its results differ
     from an eager run's in the last bits (a resumed graph run repeats its uninterrupted run).
 
@@ -383,6 +383,9 @@ class Trainer:
             raise PinnfastError(f"--cuda-graphs needs a CUDA GPU; this run is on {self.device.type}")
         if self.ranks.world > 1:
             raise PinnfastError("--cuda-graphs runs in one process; leave out --nproc (torchrun)")
+        if self.backend != "triton":  # the torch path indexes with host lists: copies a capture cannot hold
+            raise PinnfastError("--cuda-graphs replays the fused kernels' step: it needs the triton backend (the "
+                                "default on a GPU for float32 networks of width <= 128), not torch")
         self._device_learning_rates()
         return StepGraphs(self._step, self._mutable_tensors, self.generator, self._forget_packed_weights)
 
