@@ -363,13 +363,15 @@ class Trainer:
 
     def _learning_rate(self):
         """This step's learning rate of the network: the scheduler's; with ``cuda_graphs`` every group's is set on
-        the device to its base × γ^step (γ = decay_rate^(1/decay_steps)) from the device's step count."""
+        the device to its base × γ^step (γ = decay_rate^(1/decay_steps)) from the device's step count, and the
+        network's is returned in float64, as the metrics log it."""
         if not self.config.cuda_graphs:
             return self.scheduler.get_last_lr()[0]
         decay = torch.pow(self.gamma, self.steps_done)
-        for group, base in zip(self.optimizer.param_groups, self.scheduler.base_lrs):
-            group["lr"].copy_(decay * base)
-        return self.optimizer.param_groups[0]["lr"].clone()
+        rates = [decay * base for base in self.scheduler.base_lrs]
+        for group, rate in zip(self.optimizer.param_groups, rates):
+            group["lr"].copy_(rate)
+        return rates[0]
 
     def _advance_learning_rate(self):
         if not self.config.cuda_graphs:
