@@ -512,7 +512,8 @@ def table():
         if r["kind"] == "graph_check":
             lines.append(f"CUDA graphs: graphed vs eager steps max rel diff {r['max_rel_diff_graphed_vs_eager']:.1e} "
                          f"(bitwise: {r['bitwise_graphed_vs_eager']}), resume bit-identical: "
-                         f"{r['resume_bit_identical']}; {'passed' if r['passed'] else 'FAILED'}")
+                         f"{r['resume_bit_identical']}, both graphs captured: {r['both_graphs_captured']}; "
+                         f"{'passed' if r['passed'] else 'FAILED'}")
     for r in RESULTS:
         if r["kind"] == "infer":
             lines.append("pinnfast infer (shipped example): " + (

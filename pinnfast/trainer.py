@@ -75,9 +75,10 @@ class TrainConfig:
     on a fixed batch. ``compile`` runs the losses (forward and backward) through ``torch.compile`` (torch backend):
     about half the time per step on a CPU, after a first compile of about a minute on 2 cores (seconds once torch's
     on-disk cache holds it); where the compiler is missing or fails, the run goes on uncompiled, with a warning.
-    ``cuda_graphs`` (CUDA, one process, triton backend) replays each kind of step as a CUDA graph (:mod:`pinnfast.graphs`) after
-    the ν warm-up; Adam then runs ``capturable``, with the learning rates as device tensors, so its results differ
-    from an eager run's in the last bits (a resumed graph run repeats its uninterrupted run).
+    ``cuda_graphs`` (CUDA, one process, triton backend) replays each kind of step as a CUDA graph
+    (:mod:`pinnfast.graphs`) after the ν warm-up; Adam then runs ``capturable``, with the learning rates as device
+    tensors, so its results differ from an eager run's in the last bits (a resumed graph run repeats its
+    uninterrupted run).
 
     ``ensemble`` = K > 1 trains K independently initialised networks, each with its own ν, collocation points and
     observation batches (``bootstrap``: each from its own resample of the observations), as one batched model; ν
@@ -407,11 +408,10 @@ class Trainer:
 
     def _forget_packed_weights(self):
         """After a graph replay: the fused kernels' cached packed weights are stale (a replay updates the
-        parameters without changing their versions)."""
-        if self.backend == "triton":
-            from .kernels import forget_packed_weights
+        parameters without changing their versions; graph mode runs on the triton backend)."""
+        from .kernels import forget_packed_weights
 
-            forget_packed_weights(self.problem.network)
+        forget_packed_weights(self.problem.network)
 
     def _compiled_losses(self):
         """``problem.losses`` through ``torch.compile``, compiled here on one batch (forward and backward: where the
@@ -752,7 +752,7 @@ class Trainer:
         values = values.cpu().double().numpy()
         lrs = [lr for _, lr in pending]
         if torch.is_tensor(lrs[0]):  # graph mode: device tensors, one copy to the host
-            lrs = torch.stack(lrs).double().tolist()
+            lrs = torch.stack(lrs).tolist()
         rows = [[first + k, *row, lr] for k, (row, lr) in enumerate(zip(values.tolist(), lrs))]
         checked = [k for k, name in enumerate(self.metric_names) if name not in ("step", *self.imbalance_names)]
         bad = next((row for row in rows if not all(math.isfinite(row[k]) for k in checked)), None)
