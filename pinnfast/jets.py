@@ -85,11 +85,13 @@ def stacked(jet):
 
 
 def _pure_second_dirs(first, spec):
-    """The first-derivative channels of the directions that have a second derivative, in ``spec.second`` order."""
-    positions = list(spec.second_pos)
-    if positions == list(range(first.shape[0])):
-        return first
-    channels = first.unbind(0)  # views whose gradients are stacked back once (indexing would zero a copy each)
+    """The first-derivative channels of the directions that have a second derivative, in ``spec.second`` order:
+    a view when they are consecutive channels (as for Burgers), else a stack of views whose gradients are stacked
+    back once (indexing would zero a whole copy each)."""
+    positions = spec.second_pos
+    if positions == tuple(range(positions[0], positions[0] + len(positions))):
+        return first.narrow(0, positions[0], len(positions))
+    channels = first.unbind(0)
     return torch.stack([channels[p] for p in positions])
 
 
@@ -115,17 +117,24 @@ def tanh_jet(jet, spec):
     return h, g * first, g * curvature
 
 
-def gate_jet(u, v, z, spec):
-    """``H = U + Z ⊙ (V − U)``: ``H_i = U_i + Z_i D + Z D_i``, ``H_ii = U_ii + Z_ii D + 2 Z_i D_i + Z D_ii``."""
-    (u0, u1, u2), (z0, z1, z2) = u, z
+def difference_jet(u, v, spec):
+    """``D = V − U`` for :func:`gate_jet`, once per network (every gate layer uses it), with ``D_i`` of the pure
+    second directions picked out as a fourth group."""
     d0, d1, d2 = (None if a is None else b - a for a, b in zip(u, v))
+    return d0, d1, d2, None if d2 is None else _pure_second_dirs(d1, spec)
+
+
+def gate_jet(u, d, z, spec):
+    """``H = U + Z ⊙ D`` (``d`` from :func:`difference_jet`): ``H_i = U_i + Z_i D + Z D_i``,
+    ``H_ii = U_ii + Z_ii D + 2 Z_i D_i + Z D_ii``."""
+    (u0, u1, u2), (d0, d1, d2, d1_pure), (z0, z1, z2) = u, d, z
     value = u0 + z0 * d0
     if u1 is None:
         return value, None, None
     first = u1 + z1 * d0 + z0 * d1
     if u2 is None:
         return value, first, None
-    return value, first, u2 + z2 * d0 + 2 * _pure_second_dirs(z1, spec) * _pure_second_dirs(d1, spec) + z0 * d2
+    return value, first, u2 + z2 * d0 + 2 * _pure_second_dirs(z1, spec) * d1_pure + z0 * d2
 
 
 BACKENDS = ("autograd", "torch", "triton", "auto")

@@ -165,9 +165,9 @@ def at_points(channels, x, jets, spec, user="an expression"):
     position = {("value", None): 0}
     position.update({("first", i): 1 + k for k, i in enumerate(spec.first)})
     position.update({("second", i): 1 + len(spec.first) + k for k, i in enumerate(spec.second)})
-    # one unbind per axis: each name is a view whose gradient is stacked back once (indexing jets[c][..., o] would
-    # allocate and zero a whole jet per name in the backward pass)
-    columns = [] if jets is None else [channel.unbind(-1) for channel in jets.unbind(0)]
+    # one unbind of the (channel, output) pairs: each name is a view whose gradient is stacked back once with the
+    # others' (indexing jets[c][..., o] would allocate and zero a whole jet per name in the backward pass)
+    columns = [] if jets is None else jets.movedim(-1, 1).flatten(0, 1).unbind(0)
 
     def lookup(name):
         kind, output, direction = channels.resolve(name, user)
@@ -177,7 +177,7 @@ def at_points(channels, x, jets, spec, user="an expression"):
         if channel is None:
             raise PinnfastError(f"{user} asks for {name!r}, which its first call did not ask for, so it was not "
                                 "computed; an expression must ask for the same names at every call")
-        return columns[channel][output]
+        return columns[channel * jets.shape[-1] + output]
 
     return Derivatives(lookup)
 
