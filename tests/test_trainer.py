@@ -33,22 +33,25 @@ def test_resume_equals_uninterrupted_run(model, tmp_path):
 
 
 def test_every_step_is_a_reference_adam_step_on_its_gradients(tmp_path):
-    """The update equals torch's single-tensor Adam on the same gradients, annealing steps included, whose
-    input-layer gradients are non-contiguous views (torch 2.13's fused CPU Adam misreads those)."""
+    """The update (fused Adam on the CPU) equals torch's single-tensor Adam on the same gradients, annealing steps
+    included, whose gradients from ``autograd.grad`` are partly transposed views: torch 2.13's fused CPU Adam
+    misreads those, so the trainer hands it contiguous copies."""
     trainer = pf.Trainer(_observations(), pf.TrainConfig(model="m4", steps=6, anneal_period=2, **{**SMALL, "nu_warmup": 1}),
                          tmp_path / "run", "cpu")
     mirror = {p: p.detach().clone() for p in trainer.params}
     reference = torch.optim.Adam([{**{k: v for k, v in group.items() if k not in ("params", "foreach", "fused")},
                                    "params": [mirror[p] for p in group["params"]]}
                                   for group in trainer.optimizer.param_groups], foreach=False)
-    update, strided = trainer.optimizer.step, []
+    assert trainer.optimizer.defaults["fused"]
+    raw = trainer_grads(trainer)
+    assert not all(g.is_contiguous() for g in raw)  # the case that needs the care arises
+    update = trainer.optimizer.step
 
     def step_beside_the_reference():
         for group, twin in zip(trainer.optimizer.param_groups, reference.param_groups):
             twin["lr"] = group["lr"]
         for p, q in mirror.items():
-            q.grad = None if p.grad is None else p.grad.clone()  # strides kept
-            strided.append(p.grad is not None and not p.grad.is_contiguous())
+            q.grad = None if p.grad is None else p.grad.clone()
         reference.step()
         return update()
 
@@ -57,7 +60,14 @@ def test_every_step_is_a_reference_adam_step_on_its_gradients(tmp_path):
         trainer.train_step()
         for p, q in mirror.items():
             torch.testing.assert_close(p.detach(), q, rtol=1e-6, atol=1e-9)
-    assert any(strided)  # the case that needs the care was exercised
+
+
+def trainer_grads(trainer):
+    """∇L_r as an annealing step gets it (``autograd.grad``), on a batch drawn without advancing the run."""
+    state = trainer.generator.get_state()
+    loss_r, _ = trainer.problem.losses(trainer.problem.sample(trainer.generator))
+    trainer.generator.set_state(state)
+    return [g for g in torch.autograd.grad(loss_r, trainer.params, allow_unused=True) if g is not None]
 
 
 def _trained(tmp_path, name, steps=6, **options):
@@ -127,7 +137,7 @@ def test_the_graphs_warm_up_leaves_the_run_where_it_was(tmp_path):
         run.config.cuda_graphs = True  # the graphs themselves need CUDA: here they are never captured
         run._device_learning_rates()
         for group in run.optimizer.param_groups:
-            group["foreach"] = False
+            group["foreach"] = group["fused"] = False
         return run
 
     warmed, plain = trainer("warmed"), trainer("plain")
