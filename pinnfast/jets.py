@@ -65,17 +65,17 @@ VALUE_ONLY = JetSpec((), ())
 # slice (about half the CPU time of a training step).
 
 
-def input_jet(x, scale, shift, linear, spec):
-    """Jet of ``z = x̃ W + b`` with ``x̃ = x * scale + shift``: ``z_i = scale_i W[i, :]`` (the same for every point:
-    a broadcast view), ``z_ii = 0`` (None).
+def input_jet(x, scale, shift, weight, bias, spec):
+    """Jet of ``z = x̃ Wᵀ + b`` with ``x̃ = x * scale + shift``: ``z_i = scale_i Wᵀ[i, :]`` (the same for every
+    point: a broadcast view), ``z_ii = 0`` (None).
 
-    ``linear`` is an ``nn.Linear`` or a :class:`~pinnfast.models.MemberLinear` (an ensemble: a leading member
-    axis on the weights, the value and every channel)."""
-    value = (x * scale + shift) @ linear.weight.mT + linear.bias
+    ``weight`` ``(..., out, in)`` and ``bias`` ``(..., 1, out)`` or ``(out,)``: an ``nn.Linear``'s, or with leading
+    axes (an ensemble's members, layers batched), which the value and every channel keep."""
+    value = (x * scale + shift) @ weight.mT + bias
     if not spec.dirs:
         return value.unsqueeze(0), None, None
     dirs = list(spec.dirs)
-    first = (linear.weight.mT[..., dirs, :] * scale[dirs, None]).movedim(-2, 0).unsqueeze(-2)
+    first = (weight.mT[..., dirs, :] * scale[dirs, None]).movedim(-2, 0).unsqueeze(-2)
     return value.unsqueeze(0), first.expand(len(dirs), *value.shape), None
 
 

@@ -6,7 +6,6 @@ model (weights with a leading member axis; points ``(N, in)`` shared or ``(K, N,
 ``(K, N, out)``).
 """
 import math
-from types import SimpleNamespace
 
 import torch
 from torch import nn
@@ -79,8 +78,8 @@ class _JetNetwork(nn.Module):
                                 for name, value in self.state_dict().items()})
         return single
 
-    def _input_jet(self, x, linear, spec):
-        return input_jet(x, self.in_scale, self.in_shift, linear, spec)
+    def _input_jet(self, x, weight, bias, spec):
+        return input_jet(x, self.in_scale, self.in_shift, weight, bias, spec)
 
 
 class MLP(_JetNetwork):
@@ -97,7 +96,7 @@ class MLP(_JetNetwork):
 
     def taylor(self, x, spec):
         """Jets ``(C, ..., N, out)`` in ``spec``'s channel order (value, first, second)."""
-        h = tanh_jet(self._input_jet(x, self.input_layer, spec), spec)
+        h = tanh_jet(self._input_jet(x, self.input_layer.weight, self.input_layer.bias, spec), spec)
         for layer in self.hidden:
             h = tanh_jet(linear_jet(h, layer), spec)
         return stacked(linear_jet(h, self.output))
@@ -129,8 +128,7 @@ class ModifiedMLP(_JetNetwork):
         """The jets of ``U``, ``V`` and ``H_1``: the three input layers as one batched layer (a leading axis of 3),
         so that one matmul and one tanh rule serve all three (a third of the operations), split after."""
         layers = (self.encoder_u, self.encoder_v, self.input_layer)
-        batched = SimpleNamespace(weight=torch.stack([layer.weight for layer in layers]),
-                                  bias=torch.stack([layer.bias.reshape(*layer.weight.shape[:-2], 1, -1)
-                                                    for layer in layers]))
-        jet = tanh_jet(self._input_jet(x, batched, spec), spec)
+        weight = torch.stack([layer.weight for layer in layers])
+        bias = torch.stack([layer.bias.reshape(*layer.weight.shape[:-2], 1, -1) for layer in layers])
+        jet = tanh_jet(self._input_jet(x, weight, bias, spec), spec)
         return zip(*(group.unbind(1) if group is not None else (None,) * 3 for group in jet))

@@ -90,6 +90,15 @@ def test_compiled_losses_train_as_the_uncompiled_ones(tmp_path, monkeypatch):
     assert torch.equal(plain.generator.get_state(), compiled.generator.get_state())
 
 
+@pytest.mark.parametrize("model", ["m1", "m4"])
+def test_the_losses_compile_as_one_graph(tmp_path, model):
+    """--compile traces the losses whole: after a graph break the rest runs op by op behind guards, slower than not
+    compiling at all (a break on a Python object made the compiled main job 23 ms per step, against 13 uncompiled)."""
+    trainer = pf.Trainer(_observations(), pf.TrainConfig(model=model, **SMALL), tmp_path / "run", "cpu")
+    explained = torch._dynamo.explain(trainer.problem.losses)(trainer.problem.sample(trainer.generator))
+    assert explained.graph_break_count == 0, explained.break_reasons
+
+
 def test_a_failing_compiler_falls_back_to_the_uncompiled_run(tmp_path, monkeypatch):
     def broken(function, **options):
         def fails(*args):
