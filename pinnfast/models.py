@@ -125,10 +125,11 @@ class ModifiedMLP(_JetNetwork):
         return stacked(linear_jet(h, self.output))
 
     def _encoders_jet(self, x, spec):
-        """The jets of ``U``, ``V`` and ``H_1``: the three input layers as one batched layer (a leading axis of 3),
-        so that one matmul and one tanh rule serve all three (a third of the operations), split after."""
+        """The jets of ``U``, ``V`` and ``H_1``: the three input layers as one batched layer (an axis of 3 just
+        before the points', so that any leading axes of ``x`` or of an ensemble's weights broadcast as in
+        ``nn.Linear``): one matmul and one tanh rule serve all three (a third of the operations), split after."""
         layers = (self.encoder_u, self.encoder_v, self.input_layer)
-        weight = torch.stack([layer.weight for layer in layers])
-        bias = torch.stack([layer.bias.reshape(*layer.weight.shape[:-2], 1, -1) for layer in layers])
-        jet = tanh_jet(self._input_jet(x, weight, bias, spec), spec)
-        return zip(*(group.unbind(1) if group is not None else (None,) * 3 for group in jet))
+        weight = torch.stack([layer.weight for layer in layers], -3)
+        bias = torch.stack([layer.bias.reshape(*layer.weight.shape[:-2], 1, -1) for layer in layers], -3)
+        jet = tanh_jet(self._input_jet(x.unsqueeze(-3), weight, bias, spec), spec)
+        return zip(*(group.unbind(-3) if group is not None else (None,) * 3 for group in jet))

@@ -165,8 +165,9 @@ def at_points(channels, x, jets, spec, user="an expression"):
     position = {("value", None): 0}
     position.update({("first", i): 1 + k for k, i in enumerate(spec.first)})
     position.update({("second", i): 1 + len(spec.first) + k for k, i in enumerate(spec.second)})
-    # one unbind of the (channel, output) pairs: each name is a view whose gradient is stacked back once with the
-    # others' (indexing jets[c][..., o] would allocate and zero a whole jet per name in the backward pass)
+    # one copy with the (channel, output) pairs first, then one unbind: each name is a view of it whose gradient is
+    # stacked back once with the others' (indexing jets[c][..., o] would allocate and zero a whole jet per name in
+    # the backward pass; an unbind per channel and per output costs one such stack each)
     columns = [] if jets is None else jets.movedim(-1, 1).flatten(0, 1).unbind(0)
 
     def lookup(name):

@@ -171,7 +171,7 @@ def plot_training(metrics_csv, png_path, summary=None):
         _plot_nu(axes[panels[name]], steps, _finite(table[name]), summary, members, name)
     for ax in axes.values():
         _tidy_axes(ax)
-    fig.suptitle(_training_title(metrics_csv, summary, unknowns), fontsize=12)
+    fig.suptitle(_training_title(metrics_csv, summary, unknowns), fontsize=12, y=1 - 0.12 / height)
     fig.savefig(png_path, dpi=110)
     plt.close(fig)
     return fig
@@ -182,7 +182,8 @@ def _training_margins(height, n_unknowns):
     0.8 s, a seventh of the main job's time outside training): the title above, the y labels on the left, the
     unknown's legend below its panel, and between rows an x label and the next title (and a legend when several
     unknowns' panels are stacked)."""
-    left, right, top, bottom, between_columns = 0.75, 0.4, 0.7, 1.0, 0.85
+    left, right, top, between_columns = 0.75, 0.4, 0.7, 0.85
+    bottom = 1.0 if n_unknowns else 0.6
     between_rows = 0.8 if n_unknowns <= 1 else 1.35
     rows = 1 + n_unknowns
     axes_height = (height - top - bottom - between_rows * (rows - 1)) / rows

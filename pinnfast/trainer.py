@@ -300,10 +300,11 @@ class Trainer:
         self.params = [p for _, p in self.named_params] + self.physical
         groups = [{"params": [p for _, p in self.named_params], "lr": config.lr}]
         groups += [dict(group, betas=(0.9, config.nu_beta2)) for group in self.problem.physical_groups(config.nu_lr)]
-        # On the CPU fused=True: one pass over every tensor, 0.13 ms per update of the default network against 0.48
-        # for foreach (one operation per kind over every tensor). torch 2.13's fused CPU Adam reads a gradient as if
-        # it were contiguous, so an annealing step hands it contiguous ones (autograd.grad's input-layer gradients
-        # are transposed views). On a GPU foreach, as the GPU runs measured it (capturable for the CUDA graphs).
+        # A new run on the CPU: fused=True, one pass over every tensor, 0.13 ms per update of the default network
+        # against 0.48 for foreach (one operation per kind over every tensor). torch 2.13's fused CPU Adam reads a
+        # gradient as if it were contiguous, so an annealing step hands it contiguous ones (autograd.grad gives
+        # transposed views for some weights). On a GPU foreach, as the GPU runs measured it (capturable for the
+        # CUDA graphs). A resumed run keeps the setting its checkpoint's optimiser state was saved with.
         fused = self.device.type == "cpu"
         self.optimizer = torch.optim.Adam(groups, foreach=not fused, fused=fused, capturable=config.cuda_graphs)
         self.gamma = config.decay_rate ** (1.0 / config.decay_steps)
@@ -450,9 +451,10 @@ class Trainer:
         imbalance = self.weights.update([grad_r[k] for k in self.selected],
                                         [[grads[k] for k in self.selected] for grads in grad_terms])
         lam = self.weights.lambdas
-        for k, p in enumerate(params):  # contiguous: the layout fused Adam reads
-            p.grad = (grad_r[k] + sum(_per_member(lam[i], grads[k]) * grads[k]
-                                      for i, grads in enumerate(grad_terms))).contiguous()
+        contiguous = self.optimizer.defaults["fused"]  # the layout fused Adam reads
+        for k, p in enumerate(params):
+            grad = grad_r[k] + sum(_per_member(lam[i], grads[k]) * grads[k] for i, grads in enumerate(grad_terms))
+            p.grad = grad.contiguous() if contiguous else grad
         return imbalance
 
     # ----------------------------------------------------------------- the run

@@ -63,6 +63,16 @@ def test_forward_is_the_value_channel(rng):
     assert torch.equal(model(x), pf.taylor_jets(model, x, backend="torch")[0])
 
 
+@pytest.mark.parametrize("kind", [pf.MLP, pf.ModifiedMLP])
+def test_forward_takes_leading_axes_of_points_as_nn_linear_does(kind, rng):
+    """Points (B, N, in) give (B, N, out), each slice its own (M3's input layers run batched on an axis of their
+    own, which must not meet the points' leading axes)."""
+    model = random_model(kind, 3, 2, 9, 2, True, rng)
+    x = torch.stack([random_points(model, 7, rng) for _ in range(3)])
+    expected = torch.stack([model(points) for points in x])
+    torch.testing.assert_close(model(x), expected, rtol=1e-12, atol=1e-12)
+
+
 def test_domain_normalisation_maps_box_to_unit_cube():
     model = pf.MLP(2, 1, 4, 1, domain=([0.0, -2.0], [4.0, 2.0]))
     corners = torch.tensor([[0.0, -2.0], [4.0, 2.0], [2.0, 0.0]])

@@ -43,7 +43,7 @@ def test_every_step_is_a_reference_adam_step_on_its_gradients(tmp_path):
                                    "params": [mirror[p] for p in group["params"]]}
                                   for group in trainer.optimizer.param_groups], foreach=False)
     assert trainer.optimizer.defaults["fused"]
-    raw = trainer_grads(trainer)
+    raw = _trainer_grads(trainer)
     assert not all(g.is_contiguous() for g in raw)  # the case that needs the care arises
     update = trainer.optimizer.step
 
@@ -62,7 +62,7 @@ def test_every_step_is_a_reference_adam_step_on_its_gradients(tmp_path):
             torch.testing.assert_close(p.detach(), q, rtol=1e-6, atol=1e-9)
 
 
-def trainer_grads(trainer):
+def _trainer_grads(trainer):
     """∇L_r as an annealing step gets it (``autograd.grad``), on a batch drawn without advancing the run."""
     state = trainer.generator.get_state()
     loss_r, _ = trainer.problem.losses(trainer.problem.sample(trainer.generator))
