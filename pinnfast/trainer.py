@@ -89,8 +89,9 @@ class TrainConfig:
     than ``DRIFT_FRACTION × tol``, gives the warning that ν is not identified well by these data. A run whose ν
     still moves by the settle check's measure at ``steps`` (more than ``DRIFT_FRACTION × tol`` between the
     quarters of the run's second half) goes on, its target raised by half at a time, until ν settles or
-    ``max_steps`` (default 3 × ``steps``) is reached: in the regime sweep, runs that ended at the target more than
-    0.2 % off were all still creeping towards the truth. ``keep_checkpoints`` lists steps whose
+    ``max_steps`` (default 3 × ``steps``) is reached (then the warning says that the cap ended the run while ν
+    moved): in the regime sweep, runs that ended at the target more than 0.2 % off were all still creeping towards
+    the truth. ``keep_checkpoints`` lists steps whose
     checkpoints are kept (``checkpoints/step_<n>.pt``; 0 = the initial network) for ``pinnfast diagnose``.
     """
 
@@ -598,7 +599,7 @@ class Trainer:
         recent = self._second_half()
         if recent is None:
             return False
-        moving = [abs(drift) > DRIFT_FRACTION * self.config.tol for _, drift in self._quarter_drifts(recent)]
+        moving = [self._moves(drift) for _, drift in self._quarter_drifts(recent)]
         half = len(recent) // 2
         falling = [np.median(recent[f"loss_{term}"][half:]) < LOSS_SETTLED * np.median(recent[f"loss_{term}"][:half])
                    for term in self.problem.term_names]
@@ -610,6 +611,23 @@ class Trainer:
         recent = self._second_half()
         return None if recent is None else max(self._quarter_drifts(recent), key=lambda item: abs(item[1]))
 
+    def _moves(self, drift):
+        """Whether a drift (an unknown's relative change between two spans of steps) says that it still moves."""
+        return abs(drift) > DRIFT_FRACTION * self.config.tol
+
+    def _moving_at_the_cap(self):
+        """``{unknown: drift}`` (the most moving member's, for an ensemble) of the learned unknowns that still moved
+        by the settle check's measure when ``max_steps`` ended the run, so that the result says the cap, not ν,
+        ended it; empty for any other end."""
+        if not self.config.stop_when_settled or self.step < self.config.max_steps:
+            return {}
+        recent = self._second_half()
+        moving = {}
+        for name, drift in [] if recent is None else self._quarter_drifts(recent):
+            if self._moves(drift) and abs(drift) > abs(moving.get(name, 0.0)):
+                moving[name] = drift
+        return moving
+
     def _extend(self):
         """At the target, while ν still moves by the settle check's measure (between the quarters of the run's
         second half: a creep of a thousand steps shows there, not in the averaging window's halves) and the cap
@@ -618,7 +636,7 @@ class Trainer:
         if not self.config.stop_when_settled or self.config.steps >= self.config.max_steps:
             return False
         fastest = self.ranks.on_main(self._fastest_drift)
-        if fastest is None or abs(fastest[1]) <= DRIFT_FRACTION * self.config.tol:
+        if fastest is None or not self._moves(fastest[1]):
             return False
         name, drift = fastest
         before = self.config.steps
@@ -656,8 +674,9 @@ class Trainer:
             logged = self.problem.logged()
             summaries = {name: self._summary(name, window, logged) for name in self.unknowns}
             self._add_error_bars(summaries, window)
+            capped = self._moving_at_the_cap()
             for name, summary in summaries.items():
-                summary[f"{name}_warning"] = self._identification_warning(name, summary)
+                summary[f"{name}_warning"] = self._identification_warning(name, summary, capped.get(name))
                 result.update(summary)
         if table is not None:
             last = table[-1]
@@ -718,10 +737,11 @@ class Trainer:
                 sigma = math.hypot(sigma, summary[f"{name}_spread"])
             summary[f"{name}_sigma"] = sigma if math.isfinite(sigma) else None  # None: the residual ignores it
 
-    def _identification_warning(self, name, summary):
+    def _identification_warning(self, name, summary, drift_at_cap=None):
         """Why the reported value of unknown ``name`` may be off by more than ``tol``, or None: its error bar
         (``_sigma``; an ensemble's includes the members' spread) is wider than ``tol``, or it still moved by more
-        than ``tol / 4`` between the two halves of its averaging window (BENCHMARKS.md: on the regime sweep every
+        than ``tol / 4`` between the two halves of its averaging window, or ``max_steps`` ended the run while it
+        still moved by the settle check's measure (``drift_at_cap``) (BENCHMARKS.md: on the regime sweep every
         clean case that ended more than 1 % off had an error bar above 1 %)."""
         tol, reasons, advice, who = self.config.tol, [], [], symbol(name)
         value, sigma, drift = summary[name], summary[f"{name}_sigma"], summary[f"{name}_drift"]
@@ -735,11 +755,16 @@ class Trainer:
                            f"{100 * summary[f'{name}_spread'] / abs(value):.2g} % (standard deviation), and {why}")
                 reasons.append(f"its error bar is ±{100 * sigma / abs(value):.2g} % ({why})")
             advice.append(f"more data, or less noisy data, or data where {who} matters more (sharper fields)")
-        if drift is not None and abs(drift) > DRIFT_FRACTION * tol:
+        more_steps = "more steps (resume the run with a higher --steps)"
+        if drift is not None and self._moves(drift):
             first, last = summary[f"{name}_window"]
             reasons.append(f"{who} was still moving ({100 * drift:+.2g} % between the halves of its "
                            f"averaging window, steps {first}–{last})")
-            advice.append("more steps (resume the run with a higher --steps)")
+            advice.append(more_steps)
+        if drift_at_cap is not None:
+            reasons.append(f"--max-steps ({self.config.max_steps}) ended the run while {who} still moved "
+                           f"({100 * drift_at_cap:+.2g} % between the last two quarters of the run)")
+            advice += [] if more_steps in advice else [more_steps]
         if not reasons:
             return None
         if self.config.members is None:

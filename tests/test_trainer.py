@@ -305,6 +305,22 @@ def test_settled_means_nu_still_and_data_loss_flat(tmp_path):
         assert trainer._settled_here() == expected, name
 
 
+def test_a_run_that_the_cap_ends_while_nu_moves_says_so(tmp_path):
+    """When max_steps ends a run whose ν still moves by the settle check's measure (the quarters of its second half),
+    the warning says that the cap, not ν, ended it (``nu_warning``, which result.json keeps); a fixed-length run of
+    the same steps, or a tol that this drift meets, does not say so."""
+    config = dict(SMALL, model="m3", steps=30, max_steps=30, tol=0.001)
+    note = r"--max-steps \(30\) ended the run while ν still moved \([+-][0-9.e+-]+ % between the last two quarters"
+    with pytest.warns(pf.PinnfastWarning, match=note):
+        capped = pf.Trainer(_observations(), pf.TrainConfig(**config), tmp_path / "capped", "cpu").run(progress=False)
+    assert "--max-steps (30) ended the run" in capped["nu_warning"]
+    for name, change in (("fixed", dict(stop_when_settled=False)), ("loose", dict(tol=0.9))):
+        result = pf.Trainer(_observations(), pf.TrainConfig(**dict(config, **change)), tmp_path / name,
+                            "cpu").run(progress=False)
+        assert "--max-steps" not in (result["nu_warning"] or ""), name
+        assert result["steps"] == 30 and result["nu"] == capped["nu"], name  # the same run, only the note differs
+
+
 def test_the_target_is_raised_while_nu_creeps_over_the_second_half(tmp_path):
     """At the target the extension asks the settle check's question: ν that crept by 2 % over steps 200–300 and then
     stayed flat over the averaging window (100 steps, whose halves agree) still moves between the quarters of the
