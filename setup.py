@@ -22,5 +22,5 @@ setup(
         "triton": ["triton>=3.6"],
         "test": ["triton>=3.6", "pytest", "pytest-benchmark"],
     },
-    entry_points={"console_scripts": ["pinnfast = pinnfast.cli:main"]},
+    entry_points={"console_scripts": ["pinnfast = pinnfast.cli:command"]},
 )

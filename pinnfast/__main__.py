@@ -1,6 +1,6 @@
 """``python -m pinnfast``: the command line (as the ``pinnfast`` script)."""
 import sys
 
-from .cli import main
+from .cli import command
 
-sys.exit(main())
+sys.exit(command())

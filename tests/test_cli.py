@@ -155,3 +155,15 @@ def test_help_explains_every_option(capsys):
     text = capsys.readouterr().out
     for option in ("--data", "--out", "--steps", "--model", "--device", "--seed", "--nu-init", "--resume"):
         assert option in text
+
+
+def test_the_program_exits_with_the_command_s_code(tmp_path):
+    """``python -m pinnfast`` (the ``pinnfast`` script's ``command``: main, then a quicker shutdown) exits with
+    main's code: 0 for ``--version``, 2 and the one-line error for a missing data file."""
+    version = subprocess.run([sys.executable, "-m", "pinnfast", "--version"], capture_output=True, text=True)
+    assert version.returncode == 0 and pf.__version__ in version.stdout
+    missing = tmp_path / "missing.npz"
+    bad = subprocess.run([sys.executable, "-m", "pinnfast", "infer", "--data", str(missing), "--out",
+                          str(tmp_path / "run")], capture_output=True, text=True)
+    assert bad.returncode == 2 and bad.stderr.strip().splitlines()[-1].startswith("pinnfast: error:")
+    assert str(missing) in bad.stderr and "Traceback" not in bad.stderr
