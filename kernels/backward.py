@@ -2,9 +2,11 @@
 computed in the kernel) to the gradient of every weight and bias, in one persistent launch.
 
 Each program takes tiles pid, pid + P, ...; per tile it recomputes the forward with the rules and tile layout of
-``jets.py`` (same helpers, same products), keeping each layer's input jet and pre-activation in a per-program
-scratch buffer (DEPTH + 1 jets of WP × C·B floats, reused tile after tile: it stays in L2), then walks the layers
-back. Every rule's backward is register-only per (unit, point), like its forward; a layer's backward is two
+``jets.py`` (same helpers, same products), keeping each hidden layer's input jet T_k and pre-activation Z_k in a
+per-program scratch buffer (2 · DEPTH jets of WP × C·B floats, reused tile after tile: it stays in L2), then walks
+the layers back, carrying only ∂L/∂T from layer to layer: T_k is re-read, not recomputed, and M3's encoders take
+each gate layer's share of their gradient as it comes (the gradient is linear in it). Both cut what ptxas spills
+(BENCHMARKS.md, static report). Every rule's backward is register-only per (unit, point), like its forward; a layer's backward is two
 matrix products over all channels at once, ∂W_k += T_k ∂Zᵀ (accumulated into the program's partial) and
 ∂T_k = W_k ∂Z (W_k's tf32 halves split on the host, as the forward's Wᵀ). Each program owns its partial gradients (zeroed by the program itself, accumulated tile after tile
 in a fixed order); the host sums the P partials with ``torch.sum``: no float atomics, so two identical calls give
@@ -79,22 +81,17 @@ def _gate_backward(a, z, d, is_value, is_ds, is_second, half):
 
 
 @triton.jit
-def _encoder_grads(grad_jet, h, r, grad_h, grad_r, is_value, is_second):
-    """Add ∂L/∂(an encoder's jet) to ∂L/∂h per (unit, point) and ∂L/∂r per (unit, slot), the two things the
-    jet h; g r; −2 h g r² is made of (∂/∂h: 1; −2 h r; −2 r² (1 − 3h²). ∂/∂r: g; −4 h g r)."""
+def _encoder_backward(x_ptr, rows, row_mask, grad_jet, h, r, dir_slot, is_value, is_second, g_w_ptr, g_b_ptr,
+                      IN_DIM: tl.constexpr, WP: tl.constexpr):
+    """An encoder (h = tanh(x W' + b'), r = W'[direction]) from ∂L/∂(its jet h; g r; −2 h g r²), one gate layer's
+    share, into its partial ∂W', ∂b': through ∂L/∂h per (unit, point) and ∂L/∂r per (unit, slot), the two things
+    the jet is made of (∂/∂h: 1; −2 h r; −2 r² (1 − 3h²). ∂/∂r: g; −4 h g r). Linear in the jet's gradient, so
+    each gate layer adds its share as it goes: nothing is carried from layer to layer."""
     g = 1.0 - h * h
     by_h = tl.where(is_value, 1.0, tl.where(is_second, -2.0 * r * r * (1.0 - 3.0 * h * h), -2.0 * h * r))
     by_r = tl.where(is_value, 0.0, tl.where(is_second, -4.0 * h * g * r, g))
-    grad_h += _over_slots(grad_jet * by_h)
-    grad_r += tl.sum(tl.sum(grad_jet * by_r, axis=4, keep_dims=True), axis=1, keep_dims=True)
-    return grad_h, grad_r
-
-
-@triton.jit
-def _encoder_backward(x_ptr, rows, row_mask, h, grad_h, grad_r, dir_slot, g_w_ptr, g_b_ptr, IN_DIM: tl.constexpr,
-                      WP: tl.constexpr):
-    """An encoder (h = tanh(x W' + b'), r = W'[direction]) from ∂L/∂h and ∂L/∂r into its partial ∂W', ∂b'."""
-    grad_pre = (1.0 - h * h) * grad_h
+    grad_r = tl.sum(tl.sum(grad_jet * by_r, axis=4, keep_dims=True), axis=1, keep_dims=True)
+    grad_pre = g * _over_slots(grad_jet * by_h)
     units = tl.arange(0, WP)
     _accumulate(g_b_ptr, units, _unit_sum(grad_pre, WP))
     for i in tl.static_range(IN_DIM):
@@ -183,7 +180,7 @@ def mlp_jets_backward_kernel(
         dirs_s_ptr, dirs_o_ptr, WP, NSP, NOP, B, H)
     jet_shape: tl.constexpr = (WP, B // 4, 2, H // 2, 4, 2)
     jet_offsets = tl.arange(0, WP)[:, None] * NC + tl.arange(0, NC)[None, :]
-    scratch = scratch_ptr + slot * (DEPTH + 1) * JET
+    scratch = scratch_ptr + slot * 2 * DEPTH * JET
     units = tl.arange(0, WP)
     # this program's partials, zeroed here (nothing is read before it is written)
     g_w_in = g_w_in_ptr + slot * NIN * IN_DIM * WP
@@ -209,13 +206,13 @@ def mlp_jets_backward_kernel(
     while tile < tl.cdiv(N, B):  # (a while loop: the interpreter cannot range over a runtime bound)
         rows = tile.to(tl.int64) * B + ph * 4 + pl
         row_mask = rows < N
-        # forward, keeping T_0 and every pre-activation Z_k in the scratch jets
+        # forward, keeping each hidden layer's input jet T_k and pre-activation Z_k in the scratch jets
         t, h_u, h_v, r_u, r_v = _input_layers(x_ptr, rows, row_mask, w_in_ptr, b_in_ptr, u, dir_slot, is_value,
                                               is_second, IN_DIM, WP, MODIFIED)
-        tl.store(scratch + jet_offsets, tl.reshape(t, (WP, NC)))
         for k in range(DEPTH):
+            tl.store(scratch + (DEPTH + k) * JET + jet_offsets, tl.reshape(t, (WP, NC)))
             z = _linear(t, w_h_ptr + k * PLANES * WP * WP, b_h_ptr + k * WP, u, is_value, WP, NC, PRECISION)
-            tl.store(scratch + (k + 1) * JET + jet_offsets, tl.reshape(z, (WP, NC)))
+            tl.store(scratch + k * JET + jet_offsets, tl.reshape(z, (WP, NC)))
             t = _activate(z, h_u, h_v, r_u, r_v, is_value, is_second, is_live, half, MODIFIED)
 
         # output layer: a = ∂L/∂T_DEPTH = Σ_o W_out[o] ∂L/∂y_o, and the output layer's own gradients
@@ -255,45 +252,36 @@ def mlp_jets_backward_kernel(
                 _accumulate(g_w_out + o * WP, units, _unit_sum(t * grad_y, WP))
                 _accumulate(g_b_out, o, tl.sum(tl.where(is_value, grad_y, 0.0)))
 
-        # hidden layers, last to first. Z_k and the jet under it (T_0, or Z_{k-1} with T_k = act(Z_{k-1})) are
-        # re-read from the scratch each layer rather than kept: fewer jets live in registers. M3 keeps ∂L/∂h and
-        # ∂L/∂r of both encoders (per (unit, point) and per (unit, slot)), not jets.
-        grad_h_u = tl.zeros(h_u.shape, tl.float32)
-        grad_h_v = tl.zeros(h_u.shape, tl.float32)
-        grad_r_u = tl.zeros(r_u.shape, tl.float32)
-        grad_r_v = tl.zeros(r_u.shape, tl.float32)
+        # hidden layers, last to first, Z_k and T_k re-read from the scratch: nothing but ∂L/∂T is carried from
+        # layer to layer (M3's encoders take each gate layer's share of their gradient as it comes)
+        LAYER: tl.constexpr = IN_DIM * WP
         for step in range(DEPTH):
             k = DEPTH - 1 - step
-            z = tl.reshape(tl.load(scratch + (k + 1) * JET + jet_offsets), jet_shape)
+            z = tl.reshape(tl.load(scratch + k * JET + jet_offsets), jet_shape)
             if MODIFIED:
                 a = tl.where(is_live, a, 0.0)
                 grad_z_jet, grad_d = _gate_backward(
                     a, _activate(z, h_u, h_v, r_u, r_v, is_value, is_second, is_live, half, False),
                     _input_rule(h_v, r_v, is_value, is_second) - _input_rule(h_u, r_u, is_value, is_second),
                     is_value, is_ds, is_second, half)
-                grad_h_u, grad_r_u = _encoder_grads(a - grad_d, h_u, r_u, grad_h_u, grad_r_u, is_value, is_second)
-                grad_h_v, grad_r_v = _encoder_grads(grad_d, h_v, r_v, grad_h_v, grad_r_v, is_value, is_second)
+                _encoder_backward(x_ptr, rows, row_mask, a - grad_d, h_u, r_u, dir_slot, is_value, is_second, g_w_in,
+                                  g_b_in, IN_DIM, WP)
+                _encoder_backward(x_ptr, rows, row_mask, grad_d, h_v, r_v, dir_slot, is_value, is_second,
+                                  g_w_in + LAYER, g_b_in + WP, IN_DIM, WP)
                 a = grad_z_jet
             grad_z = _tanh_backward(z, a, is_value, is_ds, is_second, is_live, half)
             _accumulate(g_b_h + k * WP, units, _unit_sum(tl.where(is_value, grad_z, 0.0), WP))
-            below = tl.reshape(tl.load(scratch + k * JET + jet_offsets), jet_shape)
-            t_in = tl.where(k > 0, _activate(below, h_u, h_v, r_u, r_v, is_value, is_second, is_live, half,
-                                             MODIFIED), below)
+            t_in = tl.reshape(tl.load(scratch + (DEPTH + k) * JET + jet_offsets), jet_shape)
             w_offsets = units[:, None] * WP + units[None, :]  # [in, out]
             g_w = g_w_h + k * WP * WP + w_offsets
             tl.store(g_w, tl.dot(tl.reshape(t_in, (WP, NC)), tl.trans(tl.reshape(grad_z, (WP, NC))), tl.load(g_w),
                                  input_precision=PRECISION))
             a = _product(grad_z, w_h_ptr + k * PLANES * WP * WP, 3, False, WP, NC, PRECISION)  # ∂T_k = W ∂Z_k
 
-        # input layers (M3: the encoders too, from ∂L/∂h and ∂L/∂r summed over the gate layers)
-        LAYER: tl.constexpr = IN_DIM * WP
+        # the input layer (M3: H_1; its encoders took their shares in the loop)
         _input_backward(x_ptr, rows, row_mask, w_in_ptr + FIRST * LAYER, b_in_ptr + FIRST * WP,
                         g_w_in + FIRST * LAYER, g_b_in + FIRST * WP, a, u, dir_slot, is_value, is_ds, is_second,
                         is_live, half, IN_DIM, WP)
-        if MODIFIED:
-            _encoder_backward(x_ptr, rows, row_mask, h_u, grad_h_u, grad_r_u, dir_slot, g_w_in, g_b_in, IN_DIM, WP)
-            _encoder_backward(x_ptr, rows, row_mask, h_v, grad_h_v, grad_r_v, dir_slot, g_w_in + LAYER, g_b_in + WP,
-                              IN_DIM, WP)
         tile += programs
 
 
@@ -346,7 +334,7 @@ def launch_backward(model, x, spec, precision, *, grad_out=None, nu=None, block=
         tiles = triton.cdiv(n, block)
         programs_used = backward_programs(x.device, tiles, programs, members)
         partials = new_partials(meta, members, programs_used, x.device)
-        scratch = torch.empty(members, programs_used, meta["DEPTH"] + 1, meta["WP"], _slots(meta) * block,
+        scratch = torch.empty(members, programs_used, 2 * meta["DEPTH"], meta["WP"], _slots(meta) * block,
                               dtype=torch.float32, device=x.device)
         mlp_jets_backward_kernel[(programs_used, members)](
             x.contiguous(), *packed["tensors"], grad_out, nu, scratch, *partials.values(), n, members,

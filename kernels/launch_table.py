@@ -99,4 +99,9 @@ LAUNCH_TABLE = {(False, False, 16, 1, 1, 2, 1, 'ieee'): (16, 4),
  (True, True, 128, 2, 1, 3, 2, 'tf32'): (16, 8),
  (True, True, 128, 2, 1, 3, 2, 'tf32x3'): (4, 8)}
 # the fused backward (--search --backward), same key
-BACKWARD_LAUNCH_TABLE = {(True, True, 32, 2, 1, 3, 2, 'tf32x3'): (4, 8), (True, True, 64, 2, 1, 3, 2, 'tf32x3'): (4, 8)}
+BACKWARD_LAUNCH_TABLE = {(True, False, 32, 1, 1, 3, 2, 'tf32x3'): (4, 8),
+ (True, False, 64, 1, 1, 3, 2, 'tf32x3'): (4, 8),
+ (True, False, 128, 1, 1, 3, 2, 'tf32x3'): (4, 8),
+ (True, True, 32, 2, 1, 3, 2, 'tf32x3'): (4, 8),
+ (True, True, 64, 2, 1, 3, 2, 'tf32x3'): (8, 8),
+ (True, True, 128, 2, 1, 3, 2, 'tf32x3'): (4, 8)}
