@@ -764,7 +764,8 @@ class Trainer:
         if drift_at_cap is not None:
             reasons.append(f"--max-steps ({self.config.max_steps}) ended the run while {who} still moved "
                            f"({100 * drift_at_cap:+.2g} % between the last two quarters of the run)")
-            advice += [] if more_steps in advice else [more_steps]
+            if more_steps not in advice:
+                advice.append(more_steps)
         if not reasons:
             return None
         if self.config.members is None:
