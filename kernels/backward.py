@@ -2,15 +2,15 @@
 computed in the kernel) to the gradient of every weight and bias, in one persistent launch.
 
 Each program takes tiles pid, pid + P, ...; per tile it recomputes the forward with the rules and tile layout of
-``jets.py`` (same helpers, same products), keeping each hidden layer's input jet T_k and pre-activation Z_k, and
-M3's D = V − U, in a per-program scratch buffer (2 · DEPTH + 1 jets of WP × C·B floats, reused tile after tile: it
-stays in L2), then walks the layers back, carrying only ∂L/∂T from layer to layer: T_k and D are re-read, not
-recomputed, and M3's encoders take each gate layer's share of their gradient as it comes (the gradient is linear in
-it). That is what cut the spills (BENCHMARKS.md, static report). Every rule's backward is register-only per (unit, point), like its forward; a layer's backward is two
-matrix products over all channels at once, ∂W_k += T_k ∂Zᵀ (accumulated into the program's partial) and
-∂T_k = W_k ∂Z (W_k's tf32 halves split on the host, as the forward's Wᵀ). Each program owns its partial gradients (zeroed by the program itself, accumulated tile after tile
-in a fixed order); the host sums the P partials with ``torch.sum``: no float atomics, so two identical calls give
-bit-identical gradients.
+``jets.py`` (same helpers, same products), keeping each hidden layer's input jet T_k and pre-activation Z_k, and M3's
+D = V − U, in a per-program scratch buffer (2 · DEPTH + 1 jets of WP × C·B floats, reused tile after tile: it stays
+in L2), then walks the layers back, carrying only ∂L/∂T from layer to layer: T_k and D are re-read, not recomputed,
+and M3's encoders take each gate layer's share of their gradient as it comes (the gradient is linear in it). That is
+what cut the spills (BENCHMARKS.md, static report). Every rule's backward is register-only per (unit, point), like
+its forward; a layer's backward is two matrix products over all channels at once, ∂W_k += T_k ∂Zᵀ (accumulated into
+the program's partial) and ∂T_k = W_k ∂Z (W_k's tf32 halves split on the host, as the forward's Wᵀ). Each program
+owns its partial gradients (zeroed by the program itself, accumulated tile after tile in a fixed order); the host
+sums the P partials with ``torch.sum``: no float atomics, so two identical calls give bit-identical gradients.
 
 An ensemble (``ENSEMBLE``) adds a grid axis for the member: each program works on one member's points and weights
 and owns that member's partials; the host sums each member's partials apart.
@@ -180,7 +180,8 @@ def mlp_jets_backward_kernel(
         dirs_s_ptr, dirs_o_ptr, WP, NSP, NOP, B, H)
     jet_shape: tl.constexpr = (WP, B // 4, 2, H // 2, 4, 2)
     jet_offsets = tl.arange(0, WP)[:, None] * NC + tl.arange(0, NC)[None, :]
-    scratch = scratch_ptr + slot * (2 * DEPTH + 1) * JET
+    scratch = scratch_ptr + slot * (2 * DEPTH + 1) * JET  # Z_0 … Z_{DEPTH−1}, T_0 … T_{DEPTH−1}, D
+    d_scratch = scratch + 2 * DEPTH * JET
     units = tl.arange(0, WP)
     # this program's partials, zeroed here (nothing is read before it is written)
     g_w_in = g_w_in_ptr + slot * NIN * IN_DIM * WP
@@ -211,7 +212,7 @@ def mlp_jets_backward_kernel(
                                               is_second, IN_DIM, WP, MODIFIED)
         if MODIFIED:  # D = V − U once per tile (as difference_jet once per network), re-read by each gate layer
             d_jet = _input_rule(h_v, r_v, is_value, is_second) - _input_rule(h_u, r_u, is_value, is_second)
-            tl.store(scratch + 2 * DEPTH * JET + jet_offsets, tl.reshape(d_jet, (WP, NC)))
+            tl.store(d_scratch + jet_offsets, tl.reshape(d_jet, (WP, NC)))
         for k in range(DEPTH):
             tl.store(scratch + (DEPTH + k) * JET + jet_offsets, tl.reshape(t, (WP, NC)))
             z = _linear(t, w_h_ptr + k * PLANES * WP * WP, b_h_ptr + k * WP, u, is_value, WP, NC, PRECISION)
@@ -265,7 +266,7 @@ def mlp_jets_backward_kernel(
                 a = tl.where(is_live, a, 0.0)
                 grad_z_jet, grad_d = _gate_backward(
                     a, _activate(z, h_u, h_v, r_u, r_v, is_value, is_second, is_live, half, False),
-                    tl.reshape(tl.load(scratch + 2 * DEPTH * JET + jet_offsets), jet_shape),
+                    tl.reshape(tl.load(d_scratch + jet_offsets), jet_shape),
                     is_value, is_ds, is_second, half)
                 _encoder_backward(x_ptr, rows, row_mask, a - grad_d, h_u, r_u, dir_slot, is_value, is_second, g_w_in,
                                   g_b_in, IN_DIM, WP)

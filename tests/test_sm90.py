@@ -51,20 +51,21 @@ def compiled():
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-@pytest.mark.parametrize("case", DEFAULTS)
-def test_default_configuration_spills_nothing(case, compiled):
-    result = compiled["defaults"][str(list(case))]
+def _fits(result):
     assert result["spill"] == 0, f"{result['spill']} B spilled per thread"
     assert result["fits_shared"], f"{result['shared']} B of shared memory"
+
+
+@pytest.mark.parametrize("case", DEFAULTS)
+def test_default_configuration_spills_nothing(case, compiled):
+    _fits(compiled["defaults"][str(list(case))])
 
 
 @pytest.mark.parametrize("kernel", ["burgers_loss", "value_backward"])
 def test_fused_backward_at_the_default_width_spills_nothing(kernel, compiled):
     """The trainer's two fused backward launches (its residual loss, its data loss) for the default network (M3,
     width 32, depth 3), at the backward launch table's tile and warps."""
-    result = compiled["backwards"][kernel]
-    assert result["spill"] == 0, f"{result['spill']} B spilled per thread"
-    assert result["fits_shared"], f"{result['shared']} B of shared memory"
+    _fits(compiled["backwards"][kernel])
 
 
 def test_precision_reaches_the_tensor_cores(compiled):
