@@ -37,15 +37,18 @@ from pinnfast.kernels import backward
 from pinnfast.kernels import jets as kernel
 
 BIN = Path(triton.__file__).parent / "backends" / "nvidia" / "bin"
+INT_ARGS = ("N", "members", "x_stride", "row0", "n_chunk", "stash_points", "layer", "zero_partials")
 H100_SHARED_BYTES = 227 * 1024  # per block; more does not launch (OutOfResources)
 PADDED_WIDTHS = (16, 32, 64, 128)  # W = 16, 32, 64, 100 → 128, 128
 # (tile, warps) in order of preference at zero spill: fewest instructions per point first (M3 Burgers, depth 4)
 CANDIDATES = ((16, 4), (32, 4), (16, 8), (8, 8), (8, 4), (4, 8))
+BACKWARD_TILE_UNITS = 1024  # the backward's stages try tiles of at most this many points × units: larger ones spill
+# at every width tried and one compile can take minutes (W = 128, 16 points: more than 13)
 # (name, in_dim, out_dim, first, second, fused Burgers)
 KERNELS = (("burgers_fields", 3, 2, (0, 1, 2), (0, 1), True), ("jets_burgers", 3, 2, (0, 1, 2), (0, 1), False),
            ("jets_helmholtz", 2, 1, (), (0, 1), False), ("jets_kg_initial", 2, 1, (1,), (), False))
-# the fused backward: the Burgers residual loss, and the value-only backward of the data loss
-BACKWARD_KERNELS = (("burgers_loss", 3, 2, (0, 1, 2), (0, 1), True), ("value_backward", 3, 2, (), (), False))
+# the backward (its three kernels each): the Burgers residual loss, and the value-only backward of the data loss
+BACKWARD_WORKLOADS = (("burgers_loss", 3, 2, (0, 1, 2), (0, 1), True), ("value_backward", 3, 2, (), (), False))
 TABLE_FILE = Path(__file__).resolve().parents[1] / "kernels" / "launch_table.py"
 
 
@@ -66,7 +69,7 @@ def compile_sm90(constexprs, num_warps, fn=kernel.mlp_jets_kernel):
     SASS mix."""
     names = list(fn.arg_names)
     signature = {name: "constexpr" if name in constexprs else
-                 ("i32" if name in ("N", "members", "x_stride") else "fp32" if name == "coef" else
+                 ("i32" if name in INT_ARGS else "fp32" if name == "coef" else
                   "*i32" if name.startswith(("dirs_", "map_")) else "*fp32")
                  for name in names}
     source = ASTSource(fn=fn, signature=signature,
@@ -88,27 +91,32 @@ def compile_sm90(constexprs, num_warps, fn=kernel.mlp_jets_kernel):
                     compiled.metadata.shared, ops)
 
 
-def configurations(precisions=kernel.PRECISIONS, widths=PADDED_WIDTHS, depth=4, backward=False,
+def configurations(precisions=kernel.PRECISIONS, widths=PADDED_WIDTHS, depth=4, backward_pass=False,
                    models=("ModifiedMLP", "MLP")):
     """Every (label, constexprs) the package launches by default, with the launcher's own tile and warps."""
     from pinnfast import models as networks
     from pinnfast.jets import JetSpec
 
-    launch_config = kernel.backward_launch_config if backward else kernel.launch_config
-    for name, in_dim, out_dim, first, second, burgers in (BACKWARD_KERNELS if backward else KERNELS):
+    for name, in_dim, out_dim, first, second, burgers in (BACKWARD_WORKLOADS if backward_pass else KERNELS):
         for model_name in models:
             for wp in widths:
                 model = getattr(networks, model_name)(in_dim, out_dim, wp, depth)
                 meta = kernel.pack_weights(model, JetSpec(first, second), "cpu")["meta"]
                 for precision in precisions:
-                    block, warps = launch_config(meta, burgers, precision)
-                    label = dict(kernel=name, model=model_name, WP=wp, precision=precision)
-                    yield label, dict(meta, BURGERS=burgers, PRECISION=precision), block, warps
+                    for stage in backward.STAGES if backward_pass else [None]:
+                        block, warps = (kernel.backward_launch_config(meta, burgers, precision, stage) if stage
+                                        else kernel.launch_config(meta, burgers, precision))
+                        label = dict(kernel=name, model=model_name, WP=wp, precision=precision)
+                        constexprs = dict(meta, BURGERS=burgers, PRECISION=precision)
+                        if stage:
+                            label["stage"] = stage
+                            constexprs["STAGE"] = backward.STAGES[stage]
+                        yield label, constexprs, block, warps
 
 
 def kernel_of(label):
-    backward_names = {name for name, *_ in BACKWARD_KERNELS}
-    return backward.mlp_jets_backward_kernel if label["kernel"] in backward_names else kernel.mlp_jets_kernel
+    """The @triton.jit function of a configuration's label."""
+    return backward.mlp_jets_backward_kernel if "stage" in label else kernel.mlp_jets_kernel
 
 
 def table_key(constexprs):
@@ -116,10 +124,12 @@ def table_key(constexprs):
 
 
 def search(constexprs, fn):
-    """The first zero-spill (tile, warps) that fits in shared memory, else the one that spills least; with its
-    compile result."""
+    """The first zero-spill (tile, warps) that fits in shared memory, else the one that spills least (for a stage of
+    the backward, of the tiles up to ``BACKWARD_TILE_UNITS``); with its compile result."""
     tried = []
     for block, warps in CANDIDATES:
+        if "STAGE" in constexprs and block * constexprs["WP"] > BACKWARD_TILE_UNITS:
+            continue
         result = compile_sm90(dict(constexprs, B=block), warps, fn)
         tried.append((result.spill_bytes + (10 ** 9 if result.shared_bytes > H100_SHARED_BYTES else 0),
                       len(tried), block, warps, result))
@@ -140,15 +150,16 @@ def report(job):
                 **{op: result.sass[op] for op in ("HGMMA", "HMMA", "FFMA")})
 
 
-def write_table(forward, backward_table):
+def write_table(forward, backward_tables):
     lines = ['"""Tile and warps per kernel configuration, chosen by `python3 benchmarks/sm90_static.py --search`',
              f"from what ptxas makes of each for an H100 (sm_90a): the first of {', '.join(map(str, CANDIDATES))}",
              'that spills nothing and fits in shared memory, else the one that spills least. Generated: do not edit."""',
              "# (MODIFIED, BURGERS, WP, NSP, NOP, IN_DIM, OUT_DIM, PRECISION): (tile, warps)",
              "LAUNCH_TABLE = " + pprint.pformat(dict(sorted(forward.items())), width=118, compact=True),
-             "# the fused backward (--search --backward), same key",
-             "BACKWARD_LAUNCH_TABLE = " + pprint.pformat(dict(sorted(backward_table.items())), width=118,
-                                                         compact=True), ""]
+             "# the backward's stages (--search --backward): per stage, same key",
+             "BACKWARD_LAUNCH_TABLE = " + pprint.pformat(
+                 {name: dict(sorted(table.items())) for name, table in sorted(backward_tables.items())}, width=118,
+                 compact=True), ""]
     TABLE_FILE.write_text("\n".join(lines))
 
 
@@ -165,7 +176,7 @@ def main():
     args = parser.parse_args()
     precisions = tuple(args.precisions.split(","))
     widths = tuple(int(w) for w in args.widths.split(","))
-    jobs = [(*config, args.search) for config in configurations(precisions, widths, backward=args.backward,
+    jobs = [(*config, args.search) for config in configurations(precisions, widths, backward_pass=args.backward,
                                                                 models=tuple(args.models.split(",")))]
     if args.depths:
         label, constexprs, block, warps = next(configurations(("tf32x3",), (64,)))
@@ -177,16 +188,18 @@ def main():
             rows.append(row)
             print(json.dumps(row), flush=True)
     if args.search:
-        tables = {False: dict(kernel.LAUNCH_TABLE), True: dict(kernel.BACKWARD_LAUNCH_TABLE)}
-        tables[args.backward].update({tuple(r["key"]): (r["tile"], r["warps"]) for r in rows})
-        write_table(tables[False], tables[True])
+        forward, backward_tables = dict(kernel.LAUNCH_TABLE), {k: dict(v) for k, v in kernel.BACKWARD_LAUNCH_TABLE.items()}
+        for r in rows:
+            table = backward_tables.setdefault(r["stage"], {}) if args.backward else forward
+            table[tuple(r["key"])] = (r["tile"], r["warps"])
+        write_table(forward, backward_tables)
     out = Path(os.environ.get("OUT", "."))
     (out / "sm90_static.json").write_text(json.dumps(rows, indent=1))
     print(f"\n== sm_90a static report: {len(rows)} configurations in {time.perf_counter() - started:.0f} s ==")
     print("| kernel | model | WP | precision | depth | tile × warps | regs | spill B | smem KB | HGMMA | HMMA | FFMA |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['kernel']} | {r['model']} | {r['WP']} | {r['precision']} | {r['DEPTH']} | "
+        print(f"| {r['kernel']}{' / ' + r['stage'] if 'stage' in r else ''} | {r['model']} | {r['WP']} | {r['precision']} | {r['DEPTH']} | "
               f"{r['tile']} × {r['warps']} | {r['registers']} | {r['spill_bytes']} | {r['shared_bytes'] / 1024:.0f} | "
               f"{r['HGMMA']} | {r['HMMA']} | {r['FFMA']} |")
     worst = max(r["spill_bytes"] for r in rows)

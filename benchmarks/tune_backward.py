@@ -1,13 +1,14 @@
-"""The fused backward's tile, warps and persistent programs, chosen by timing on the GPU it will run on.
+"""The backward's tiles, warps and persistent programs, chosen by timing on the GPU it will run on.
 
     python3 benchmarks/tune_backward.py                        # GPU: ms per configuration, JSON to $OUT
     python3 benchmarks/tune_backward.py --json FILE --write     # anywhere: BACKWARD_LAUNCH_TABLE from those timings
 
-The static report (benchmarks/sm90_static.py --backward) ranks tiles by spilled bytes; the first GPU run showed the
-least-spilling tile (4 points × 8 warps) taking 1.2 ms for 16,384 points at W=64, 15× the forward's time, so the
-backward's table is measured instead. Workloads: the trainer's — the fused Burgers loss (M3, Nr points) and the
-data term's value-only jets backward (Nd points) — at the widths of the GPU report and of the main job. Compiles
-run side by side in spawned processes first (benchmarks/side_by_side.py).
+The static report (benchmarks/sm90_static.py --search --backward) gives each of the backward's kernels the first
+tile that spills nothing; whether that is also the fastest, and how many persistent programs pay, only a GPU says.
+Candidates: the table's own tiles (one per kernel), and one tile and warps for every kernel; a uniform winner is
+written into every kernel's entry. Workloads: the trainer's — the fused Burgers loss (M3, Nr points) and the data
+term's value-only jets backward (Nd points) — at the widths of the GPU report and of the main job. Compiles run
+side by side in spawned processes first (benchmarks/side_by_side.py).
 """
 import argparse
 import json
@@ -27,10 +28,13 @@ from side_by_side import run_side_by_side  # noqa: E402
 from timing import timed  # noqa: E402
 import sm90_static  # noqa: E402
 
-# 16-point tiles spill ~8 KB per thread at W=64 (sm90_static.py --backward) and take minutes to compile: the first
-# GPU run of this script, with them, spent its 105 s compiling and timed nothing
-CANDIDATES = [(4, 8), (4, 4), (8, 4), (8, 8)]
+# (None, None): the table's tile and warps for each kernel. Tiles of 16 points and more were left out: the first GPU
+# run of this script spent its 105 s compiling the single-launch backward's, which spilled ~8 KB per thread
+CANDIDATES = [(None, None), (4, 8), (8, 4), (8, 8)]
 PROGRAMS_PER_SM = [1, 2, 4]
+# points per chunk: None = as many as the stash allows (few launches, the stash in HBM), 2048 = a stash that L2 holds
+# (about 50 MB at W=64 L=4) in more launches; timed with the table's tiles, reported, not written into the table
+CHUNKS = [None, 2048]
 DIFFERS_AT_MOST = 1e-4  # relative, from the first candidate's gradients: more is a wrong kernel, never a choice
 # (name, width, depth, points, Burgers loss or value-only jets backward)
 WORKLOADS = [("burgers_loss", 64, 4, 16384, True), ("burgers_loss", 128, 6, 16384, True),
@@ -51,9 +55,9 @@ def setup(width, depth, n, burgers, seed=0):
     return model, x, spec, grad_out, nu
 
 
-def call(model, x, spec, grad_out, nu, block, warps, programs):
+def call(model, x, spec, grad_out, nu, block, warps, programs, chunk=None):
     return backward.launch_backward(model, x, spec, "tf32x3", grad_out=grad_out, nu=nu, block=block, warps=warps,
-                                    programs=programs)
+                                    programs=programs, chunk=chunk)
 
 
 def compile_one(width, depth, n, burgers, block, warps):
@@ -63,8 +67,8 @@ def compile_one(width, depth, n, burgers, block, warps):
     return True
 
 
-def measure(workers, workloads=WORKLOADS, candidates=CANDIDATES, programs_per_sm=PROGRAMS_PER_SM):
-    """Rows of (workload, width, depth, N, tile, warps, programs_per_sm, ms) on this GPU."""
+def measure(workers, workloads=WORKLOADS, candidates=CANDIDATES, programs_per_sm=PROGRAMS_PER_SM, chunks=CHUNKS):
+    """Rows of (workload, width, depth, N, tile, warps, programs_per_sm, chunk, ms) on this GPU."""
     jobs = [(compile_one, (w, d, n, burgers, block, warps)) for _, w, d, n, burgers in
             sorted(workloads, key=lambda job: -job[1]) for block, warps in candidates]
     outcomes = run_side_by_side(jobs, workers, lambda k, s: print(f"compiled {k}/{len(jobs)} in {s:.0f} s", flush=True))
@@ -89,26 +93,33 @@ def measure(workers, workloads=WORKLOADS, candidates=CANDIDATES, programs_per_sm
             differs = max(((sums[k] - reference[k]).norm() / reference[k].norm().clamp_min(1e-30)).item()
                           for k in sums)
             for per_sm in programs_per_sm:
-                ms = timed(lambda: call(model, x, spec, grad_out, nu, block, warps, per_sm * sms), not cuda)
-                rows.append(dict(workload=name, width=width, depth=depth, N=n, burgers=burgers, tile=block,
-                                 warps=warps, programs_per_sm=per_sm, ms=ms, differs=differs))
-                print(f"{name:13s} W={width:3d} L={depth} N={n:5d} tile {block:2d} × {warps} warps, "
-                      f"{per_sm} per SM: {ms:8.3f} ms (gradients differ from the first tile's by {differs:.1e})",
-                      flush=True)
+                for chunk in chunks if block is None else [None]:
+                    ms = timed(lambda: call(model, x, spec, grad_out, nu, block, warps, per_sm * sms, chunk), not cuda)
+                    rows.append(dict(workload=name, width=width, depth=depth, N=n, burgers=burgers, tile=block,
+                                     warps=warps, programs_per_sm=per_sm, chunk=chunk, ms=ms, differs=differs))
+                    tiles = "the table's tiles" if block is None else f"tile {block:2d} × {warps} warps"
+                    print(f"{name:13s} W={width:3d} L={depth} N={n:5d} {tiles}, {per_sm} per SM, chunks of "
+                          f"{chunk or 'all'}: {ms:8.3f} ms (gradients differ from the first tile's by {differs:.1e})",
+                          flush=True)
     return rows
 
 
 def fastest(rows):
-    """BACKWARD_LAUNCH_TABLE entries: the fastest (tile, warps) of each workload, keyed as the launcher keys it."""
+    """BACKWARD_LAUNCH_TABLE entries, per stage: the fastest uniform (tile, warps) of each workload where it beat
+    the table's own tiles, keyed as the launcher keys it."""
     table = {}
     for workload in sorted({(r["workload"], r["width"], r["depth"]) for r in rows}):
         best = min((r for r in rows if (r["workload"], r["width"], r["depth"]) == workload
                     and r["differs"] < DIFFERS_AT_MOST), key=lambda r: r["ms"])
-        print(f"best {workload[0]} W={workload[1]} L={workload[2]} N={best['N']}: {best['ms']:.3f} ms at tile "
-              f"{best['tile']} × {best['warps']} warps, {best['programs_per_sm']} programs per SM")
+        tiles = "the table's tiles" if best["tile"] is None else f"tile {best['tile']} × {best['warps']} warps"
+        print(f"best {workload[0]} W={workload[1]} L={workload[2]} N={best['N']}: {best['ms']:.3f} ms at {tiles}, "
+              f"{best['programs_per_sm']} programs per SM, chunks of {best.get('chunk') or 'all'} points")
+        if best["tile"] is None:  # the table's tiles won (the chunk size is set by hand: STASH_FLOATS)
+            continue
         spec = JetSpec(FIRST, SECOND) if best["burgers"] else JetSpec((), ())
         meta = kernel.pack_weights(pf.ModifiedMLP(3, 2, best["width"], best["depth"]), spec, "cpu")["meta"]
-        table[kernel.launch_key(meta, best["burgers"], "tf32x3")] = (best["tile"], best["warps"])
+        for name in backward.STAGES:
+            table.setdefault(name, {})[kernel.launch_key(meta, best["burgers"], "tf32x3")] = (best["tile"], best["warps"])
     return table
 
 
@@ -123,14 +134,16 @@ def main():
         rows = json.loads(Path(args.json).read_text())
     elif args.smoke:
         rows = measure(2, [("burgers_loss", 16, 1, 37, True), ("data_jets", 16, 1, 37, False)],
-                       [(4, 4), (8, 4)], [1])
+                       [(None, None), (4, 4)], [1], [None, 16])
     else:
         rows = measure(args.workers)
     if not args.json:
         (Path(os.environ.get("OUT", ".")) / "tune_backward.json").write_text(json.dumps(rows, indent=1))
     table = fastest(rows)
     if args.write:
-        sm90_static.write_table(kernel.LAUNCH_TABLE, {**kernel.BACKWARD_LAUNCH_TABLE, **table})
+        sm90_static.write_table(kernel.LAUNCH_TABLE, {name: {**kernel.BACKWARD_LAUNCH_TABLE.get(name, {}),
+                                                             **table.get(name, {})}
+                                                      for name in backward.STAGES})
         print(f"wrote {sm90_static.TABLE_FILE}")
 
 

@@ -1,29 +1,35 @@
-"""Fused backward of the jets kernel: from upstream gradients on the jets (or from the Burgers residual loss,
-computed in the kernel) to the gradient of every weight and bias, in one persistent launch.
+"""Backward of the jets kernel: from upstream gradients on the jets (or from the Burgers residual loss, computed in
+the kernel) to the gradient of every weight and bias, in stages through a stash in memory.
 
-Each program takes tiles pid, pid + P, ...; per tile it recomputes the forward with the rules and tile layout of
-``jets.py`` (same helpers, same products), keeping each hidden layer's input jet T_k and pre-activation Z_k, and M3's
-D = V − U, in a per-program scratch buffer (2 · DEPTH + 1 jets of WP × C·B floats, reused tile after tile: it stays
-in L2), then walks the layers back, carrying only ∂L/∂T from layer to layer: T_k and D are re-read, not recomputed,
-and M3's encoders take each gate layer's share of their gradient as it comes (the gradient is linear in it). That is
-what cut the spills (BENCHMARKS.md, static report). Every rule's backward is register-only per (unit, point), like
-its forward; a layer's backward is two matrix products over all channels at once, ∂W_k += T_k ∂Zᵀ (accumulated into
-the program's partial) and ∂T_k = W_k ∂Z (W_k's tf32 halves split on the host, as the forward's Wᵀ). Each program
-owns its partial gradients (zeroed by the program itself, accumulated tile after tile in a fixed order); the host
-sums the P partials with ``torch.sum``: no float atomics, so two identical calls give bit-identical gradients.
+Per chunk of points, five stages of one kernel (``STAGES``), each its own launch with its own tile and warps:
+FORWARD_LAYER, once per hidden layer (the forward with the rules and tile layout of ``jets.py``, same helpers, same
+products, stashing each hidden layer's input jet T_k and pre-activation Z_k, and M3's D = V − U); OUTPUT_LAYER (the
+output layer's partials and ∂L/∂T of the last hidden jet); per hidden layer, last first, HIDDEN_LAYER (gate and
+tanh rules back to ∂Z, ∂b, ∂T = W ∂Z) and WEIGHT_GRADIENT (∂W += T ∂Zᵀ); INPUT_LAYER (the input layer's partials,
+and M3's encoders' from their jets' gradients, summed over the gate layers in the stash). One launch did it all
+before: what it carried from layer to layer spilled registers at widths 64 and 128; split like this, every stage
+compiles for sm_90a without spills at every width (BENCHMARKS.md, static report), at the cost of the stash's
+traffic. The stash holds ``_stash_jets`` jets per point, in a layout that no stage's tile decides
+(``_stash_place``); point sets whose stash would pass ``STASH_FLOATS`` go through in chunks.
 
-An ensemble (``ENSEMBLE``) adds a grid axis for the member: each program works on one member's points and weights
-and owns that member's partials; the host sums each member's partials apart.
+Every rule's backward is register-only per (unit, point), like its forward; a layer's two matrix products run over
+all channels of a tile at once (W_k's tf32 halves split on the host, as the forward's Wᵀ). Each persistent program
+takes tiles pid, pid + P, ... in every stage and owns its partial gradients (zeroed in its first launch,
+accumulated tile after tile and stage after stage in a fixed order); the host sums the P partials with
+``torch.sum``: no float atomics, so two identical calls give bit-identical gradients.
+
+An ensemble (``ENSEMBLE``) adds a grid axis for the member: each program works on one member's points, weights and
+stash and owns that member's partials; the host sums each member's partials apart.
 
 Burgers mode: the upstream gradient is that of ``coef · Σ (r_u² + r_v²)`` (``coef = 1/N``: the trainer's
 ``L_r = mean(r_u²) + mean(r_v²)``), formed in registers from the tile's outputs, so the residuals never reach
-memory; the program also accumulates the loss and ∂L/∂ν.
+memory; OUTPUT_LAYER also accumulates the loss and ∂L/∂ν.
 
 Backward of the rules (MATH.md; a = ∂L/∂(output jet), per (unit, point), p the first slot aligned with second s):
 - tanh, h = tanh(z_0), g = 1 − h²: ∂z_i = g a_i (+ for p: −4 h g z_p a_s), ∂z_s = g a_s,
   ∂z_0 = g (a_0 − 2 g Σ_s a_s z_p² − 2 h Σ_{i,s} a (z − [s] 2 h z_p²)).
 - gate H = U + Z ⊙ D, D = V − U: ∂Z_0 = Σ_slots a D, ∂Z_i = a_i D_0 (+ for p: 2 a_s D_p), ∂Z_s = a_s D_0; ∂D the
-  same with Z and D swapped; ∂U = a − ∂D, ∂V = ∂D (accumulated over the layers, then through the encoders).
+  same with Z and D swapped; ∂U = a − ∂D, ∂V = ∂D (summed over the layers, then through the encoders).
 """
 import torch
 import triton
@@ -35,8 +41,9 @@ from pinnfast.jets import JetSpec
 from pinnfast.models import ModifiedMLP
 
 from .jets import (DEFAULT_PRECISION, PLANES, _activate, _burgers_terms, _input_layers, _input_rule, _linear, _member,
-                   _output_channel, _pre_activation, _product, _slot_layout, _slot_rows, _tanh, _value_and_partner,
-                   backward_launch_config, check_supported, halving_tile_on_overflow, is_ensemble, launch,
+                   _output_channel, _pre_activation, _product, _slot_layout, _slot_rows, _tanh, _tanh_rule,
+                   _value_and_partner,
+                   BLOCKS, backward_launch_config, check_supported, halving_tile_on_overflow, is_ensemble, launch,
                    members_of, packed_weights, per_member_nu, point_stride)
 
 BURGERS_SPEC = JetSpec(FIRST, SECOND)
@@ -81,12 +88,14 @@ def _gate_backward(a, z, d, is_value, is_ds, is_second, half):
 
 
 @triton.jit
-def _encoder_backward(x_ptr, rows, row_mask, grad_jet, h, r, dir_slot, is_value, is_second, g_w_ptr, g_b_ptr,
-                      IN_DIM: tl.constexpr, WP: tl.constexpr):
-    """An encoder (h = tanh(x W' + b'), r = W'[direction]) from ∂L/∂(its jet h; g r; −2 h g r²), one gate layer's
-    share, into its partial ∂W', ∂b': through ∂L/∂h per (unit, point) and ∂L/∂r per (unit, slot), the two things
-    the jet is made of (∂/∂h: 1; −2 h r; −2 r² (1 − 3h²). ∂/∂r: g; −4 h g r). Linear in the jet's gradient, so
-    each gate layer adds its share as it goes: nothing is carried from layer to layer."""
+def _encoder_backward(x_ptr, rows, row_mask, w_ptr, b_ptr, grad_jet, u, dir_slot, is_value, is_second, g_w_ptr,
+                      g_b_ptr, IN_DIM: tl.constexpr, WP: tl.constexpr):
+    """An encoder (h = tanh(x W' + b'), r = W'[direction], both recomputed) from ∂L/∂(its jet h; g r; −2 h g r²),
+    one gate layer's share, into its partial ∂W', ∂b': through ∂L/∂h per (unit, point) and ∂L/∂r per (unit, slot),
+    the two things the jet is made of (∂/∂h: 1; −2 h r; −2 r² (1 − 3h²). ∂/∂r: g; −4 h g r). Linear in the jet's
+    gradient, so each gate layer adds its share in its own launch."""
+    h = _tanh(_pre_activation(x_ptr, rows, row_mask, w_ptr, b_ptr, u, IN_DIM, WP))
+    r = _slot_rows(w_ptr, dir_slot, u, WP)
     g = 1.0 - h * h
     by_h = tl.where(is_value, 1.0, tl.where(is_second, -2.0 * r * r * (1.0 - 3.0 * h * h), -2.0 * h * r))
     by_r = tl.where(is_value, 0.0, tl.where(is_second, -4.0 * h * g * r, g))
@@ -150,148 +159,275 @@ def _zero(ptr, SIZE: tl.constexpr):
 
 
 @triton.jit
-def mlp_jets_backward_kernel(
-    x_ptr, w_in_ptr, b_in_ptr, dirs_s_ptr, dirs_o_ptr, w_h_ptr, b_h_ptr, w_out_ptr, b_out_ptr,
-    map_s_ptr, map_o_ptr, map_ss_ptr, grad_out_ptr, nu_ptr, scratch_ptr,
-    g_w_in_ptr, g_b_in_ptr, g_w_h_ptr, g_b_h_ptr, g_w_out_ptr, g_b_out_ptr, g_scalar_ptr, N, members, x_stride,
-    coef,
-    IN_DIM: tl.constexpr, OUT_DIM: tl.constexpr, WP: tl.constexpr, DEPTH: tl.constexpr,
-    NSP: tl.constexpr, NOP: tl.constexpr, MODIFIED: tl.constexpr, ENSEMBLE: tl.constexpr, BURGERS: tl.constexpr,
-    B: tl.constexpr, PRECISION: tl.constexpr,
-):
-    """Parameter gradients over tiles pid, pid + P, ... (of the grid's member, for an ENSEMBLE) into this
-    program's partials (layout: ``new_partials``). ``g_scalar``: (loss, ∂L/∂ν) in Burgers mode."""
-    H: tl.constexpr = 4 if 1 + NSP + NOP <= 4 else (8 if 1 + NSP + NOP <= 8 else 16)
-    NC: tl.constexpr = 2 * H * B
+def _program(x_ptr, w_in_ptr, b_in_ptr, w_h_ptr, b_h_ptr, w_out_ptr, b_out_ptr, nu_ptr, stash_ptr, g_w_in_ptr,
+             g_b_in_ptr, g_w_h_ptr, g_b_h_ptr, g_w_out_ptr, g_b_out_ptr, g_scalar_ptr, x_stride, stash_points,
+             IN_DIM: tl.constexpr, OUT_DIM: tl.constexpr, WP: tl.constexpr, DEPTH: tl.constexpr,
+             MODIFIED: tl.constexpr, ENSEMBLE: tl.constexpr, H: tl.constexpr):
+    """This program's view: its member's points, weights, ν and stash, and its own partials (layout:
+    ``new_partials``)."""
     NIN: tl.constexpr = 3 if MODIFIED else 1
-    FIRST: tl.constexpr = 2 if MODIFIED else 0
-    JET: tl.constexpr = WP * NC
-    programs = tl.num_programs(0)
-    pid = tl.program_id(0)
-    member = 0
-    slot = pid.to(tl.int64)  # this program's partials and scratch
+    slot = tl.program_id(0).to(tl.int64)
     if ENSEMBLE:
         member = tl.program_id(1).to(tl.int64)
-        slot += member * programs
+        slot += member * tl.num_programs(0)
+        stash_ptr += member * (2 * DEPTH + (4 if MODIFIED else 2)) * stash_points * (2 * H) * WP  # _stash_jets
         x_ptr, w_in_ptr, b_in_ptr, w_h_ptr, b_h_ptr, w_out_ptr, b_out_ptr, nu_ptr = _member(
             x_ptr, w_in_ptr, b_in_ptr, w_h_ptr, b_h_ptr, w_out_ptr, b_out_ptr, nu_ptr, member, x_stride, IN_DIM,
             OUT_DIM, WP, DEPTH, MODIFIED)
-    u, ph, pl, half, j, is_value, is_ds, is_do, is_second, is_live, dir_slot = _slot_layout(
-        dirs_s_ptr, dirs_o_ptr, WP, NSP, NOP, B, H)
-    jet_shape: tl.constexpr = (WP, B // 4, 2, H // 2, 4, 2)
-    jet_offsets = tl.arange(0, WP)[:, None] * NC + tl.arange(0, NC)[None, :]
-    scratch = scratch_ptr + slot * (2 * DEPTH + 1) * JET  # Z_0 … Z_{DEPTH−1}, T_0 … T_{DEPTH−1}, D
-    d_scratch = scratch + 2 * DEPTH * JET
-    units = tl.arange(0, WP)
-    # this program's partials, zeroed here (nothing is read before it is written)
-    g_w_in = g_w_in_ptr + slot * NIN * IN_DIM * WP
-    g_b_in = g_b_in_ptr + slot * NIN * WP
-    g_w_h = g_w_h_ptr + slot * DEPTH * WP * WP
-    g_b_h = g_b_h_ptr + slot * DEPTH * WP
-    g_w_out = g_w_out_ptr + slot * OUT_DIM * WP
-    g_b_out = g_b_out_ptr + slot * 4
-    g_scalar = g_scalar_ptr + slot * 2
+    return (x_ptr, w_in_ptr, b_in_ptr, w_h_ptr, b_h_ptr, w_out_ptr, b_out_ptr, nu_ptr, stash_ptr,
+            g_w_in_ptr + slot * NIN * IN_DIM * WP, g_b_in_ptr + slot * NIN * WP, g_w_h_ptr + slot * DEPTH * WP * WP,
+            g_b_h_ptr + slot * DEPTH * WP, g_w_out_ptr + slot * OUT_DIM * WP, g_b_out_ptr + slot * 4,
+            g_scalar_ptr + slot * 2)
+
+
+@triton.jit
+def _zero_partials(g_w_in, g_b_in, g_w_h, g_b_h, g_w_out, g_b_out, g_scalar, IN_DIM: tl.constexpr,
+                   OUT_DIM: tl.constexpr, WP: tl.constexpr, DEPTH: tl.constexpr, MODIFIED: tl.constexpr):
+    """A program's partials, zeroed by the program itself before the first chunk's launches add to them."""
+    NIN: tl.constexpr = 3 if MODIFIED else 1
     for i in tl.static_range(NIN * IN_DIM):
         _zero(g_w_in + i * WP, WP)
     for i in tl.static_range(NIN):
         _zero(g_b_in + i * WP, WP)
+    for row in range(DEPTH * WP):  # ∂W_k row by row: one (WP, WP) block of zeros would fill the registers
+        _zero(g_w_h + row * WP, WP)
     for k in range(DEPTH):
-        _zero(g_w_h + k * WP * WP, WP * WP)
         _zero(g_b_h + k * WP, WP)
     for o in tl.static_range(OUT_DIM):
         _zero(g_w_out + o * WP, WP)
     _zero(g_b_out, 4)
     _zero(g_scalar, 2)
 
-    tile = pid
-    while tile < tl.cdiv(N, B):  # (a while loop: the interpreter cannot range over a runtime bound)
-        rows = tile.to(tl.int64) * B + ph * 4 + pl
-        row_mask = rows < N
-        # forward, keeping each hidden layer's input jet T_k and pre-activation Z_k in the scratch jets
-        t, h_u, h_v, r_u, r_v = _input_layers(x_ptr, rows, row_mask, w_in_ptr, b_in_ptr, u, dir_slot, is_value,
-                                              is_second, IN_DIM, WP, MODIFIED)
-        if MODIFIED:  # D = V − U once per tile (as difference_jet once per network), re-read by each gate layer
-            d_jet = _input_rule(h_v, r_v, is_value, is_second) - _input_rule(h_u, r_u, is_value, is_second)
-            tl.store(d_scratch + jet_offsets, tl.reshape(d_jet, (WP, NC)))
-        for k in range(DEPTH):
-            tl.store(scratch + (DEPTH + k) * JET + jet_offsets, tl.reshape(t, (WP, NC)))
-            z = _linear(t, w_h_ptr + k * PLANES * WP * WP, b_h_ptr + k * WP, u, is_value, WP, NC, PRECISION)
-            tl.store(scratch + k * JET + jet_offsets, tl.reshape(z, (WP, NC)))
-            t = _activate(z, h_u, h_v, r_u, r_v, is_value, is_second, is_live, half, MODIFIED)
 
-        # output layer: a = ∂L/∂T_DEPTH = Σ_o W_out[o] ∂L/∂y_o, and the output layer's own gradients
-        if BURGERS:
-            w_u = tl.load(w_out_ptr + u)
-            w_v = tl.load(w_out_ptr + WP + u)
-            u_val, v_val, u_x, u_y, u_t, lap_u, v_x, v_y, v_t, lap_v = _burgers_terms(
-                tl.sum(t * w_u, axis=0), tl.sum(t * w_v, axis=0), b_out_ptr, half, j, is_value, is_second)
-            nu = tl.load(nu_ptr)
-            valid = tl.reshape(row_mask, (B // 4, 4))
-            res_u = tl.where(valid, u_t + u_val * u_x + v_val * u_y - nu * lap_u, 0.0)
-            res_v = tl.where(valid, v_t + u_val * v_x + v_val * v_y - nu * lap_v, 0.0)
-            g_u = 2.0 * coef * res_u  # ∂L/∂r
-            g_v = 2.0 * coef * res_v
-            _accumulate(g_scalar, 0, coef * tl.sum(res_u * res_u + res_v * res_v))
-            _accumulate(g_scalar, 1, -tl.sum(g_u * lap_u + g_v * lap_v))
-            d_x = (half == 0) & (j == 1)
-            d_y = (half == 0) & (j == 2)
-            d_t = (half == 0) & (j == 3)
-            grad_u = _burgers_slot_grads(g_u, g_u * u_x + g_v * v_x, u_val, v_val, nu, d_x, d_y, d_t, is_value,
-                                         is_second)
-            grad_v = _burgers_slot_grads(g_v, g_u * u_y + g_v * v_y, u_val, v_val, nu, d_x, d_y, d_t, is_value,
-                                         is_second)
-            a = w_u * grad_u + w_v * grad_v
-            _accumulate(g_w_out, units, _unit_sum(t * grad_u, WP))
-            _accumulate(g_w_out + WP, units, _unit_sum(t * grad_v, WP))
-            _accumulate(g_b_out, 0, tl.sum(tl.where(is_value, grad_u, 0.0)))
-            _accumulate(g_b_out, 1, tl.sum(tl.where(is_value, grad_v, 0.0)))
+@triton.jit
+def _tile_rows(tile, row0, n_chunk, ph, pl, B: tl.constexpr):
+    """A tile's rows in x (its chunk starts at ``row0``) and their mask."""
+    local = tile.to(tl.int64) * B + ph * 4 + pl
+    return row0 + local, local < n_chunk
+
+
+@triton.jit
+def _stash_place(stash_ptr, tile, n_chunk, u, ph, pl, half, j, WP: tl.constexpr, B: tl.constexpr, H: tl.constexpr):
+    """A tile's place in the stash: its first float in the first stash jet, its jet's offsets there (in the tile's
+    6-D view) and the mask of the quads (4 points) that the stashing forward wrote. The stash is quad-major (per
+    quad, unit after unit, the quad's 2H slots × 4 points in the tile's own order), so that its layout does not
+    depend on the tile and every (quad, unit) row is one contiguous run."""
+    offsets = (ph * WP + u) * (8 * H) + ((half * (H // 2) + j // 2) * 4 + pl) * 2 + j % 2
+    first_quad = tile.to(tl.int64) * (B // 4)
+    return stash_ptr + first_quad * (WP * 8 * H), offsets, first_quad + ph < tl.cdiv(n_chunk, 4)
+
+
+@triton.jit
+def _stash_load(ptr, offsets, written):
+    return tl.load(ptr + offsets, mask=written, other=0.0)
+
+
+@triton.jit
+def _stash_store(ptr, offsets, jet):
+    tl.store(ptr + offsets, jet)
+
+
+@triton.jit
+def _forward_tile(x_ptr, rows, row_mask, w_in_ptr, b_in_ptr, w_h_ptr, b_h_ptr, layer, place, offsets, written, jet, u,
+                  half, dir_slot, is_value, is_second, is_live, IN_DIM: tl.constexpr, WP: tl.constexpr,
+                  DEPTH: tl.constexpr, MODIFIED: tl.constexpr, NC: tl.constexpr, PRECISION: tl.constexpr):
+    """FORWARD_LAYER: hidden layer ``layer``'s forward with the rules and tile layout of ``jets.py``, from its input
+    jet T (the input layers' for the first; stashed by the launch before for the others), stashing its
+    pre-activation Z and its output jet (T_DEPTH where the output layer's ∂L/∂T will go). The first also stashes
+    T_0 and M3's D = V − U (once per tile, as difference_jet once per network). One layer per launch: a loop over
+    the layers, with the stores, spilled at WP = 128."""
+    t, h_u, h_v, r_u, r_v = _input_layers(x_ptr, rows, row_mask, w_in_ptr, b_in_ptr, u, dir_slot, is_value,
+                                          is_second, IN_DIM, WP, MODIFIED)
+    if layer == 0:
+        _stash_store(place + DEPTH * jet, offsets, t)
+        if MODIFIED:
+            _stash_store(place + 2 * DEPTH * jet, offsets,
+                         _input_rule(h_v, r_v, is_value, is_second) - _input_rule(h_u, r_u, is_value, is_second))
+    else:
+        t = _stash_load(place + (DEPTH + layer) * jet, offsets, written)
+    z = _linear(t, w_h_ptr + layer * PLANES * WP * WP, b_h_ptr + layer * WP, u, is_value, WP, NC, PRECISION)
+    _stash_store(place + layer * jet, offsets, z)
+    output = tl.where(layer + 1 < DEPTH, DEPTH + layer + 1, 2 * DEPTH + 1)  # T_{layer+1}'s place, T_DEPTH's in ∂L/∂T's
+    _stash_store(place + output * jet, offsets, _activate(z, h_u, h_v, r_u, r_v, is_value, is_second, is_live, half,
+                                                          MODIFIED))
+
+
+@triton.jit
+def _output_layer_tile(t, w_out_ptr, b_out_ptr, nu_ptr, grad_out_ptr, map_s_ptr, map_o_ptr, map_ss_ptr, rows,
+                       row_mask, g_w_out, g_b_out, g_scalar, N, members, member, coef, u, half, j, is_value, is_ds,
+                       is_do, is_second, OUT_DIM: tl.constexpr, WP: tl.constexpr, NSP: tl.constexpr,
+                       BURGERS: tl.constexpr, B: tl.constexpr, H: tl.constexpr):
+    """OUTPUT_LAYER, from the last hidden jet ``t``: the output layer's partials (in Burgers mode also the loss and
+    ∂L/∂ν, the residuals formed here in registers) and a = ∂L/∂T_DEPTH = Σ_o W_out[o] ∂L/∂y_o."""
+    units = tl.arange(0, WP)
+    if BURGERS:
+        w_u = tl.load(w_out_ptr + u)
+        w_v = tl.load(w_out_ptr + WP + u)
+        u_val, v_val, u_x, u_y, u_t, lap_u, v_x, v_y, v_t, lap_v = _burgers_terms(
+            tl.sum(t * w_u, axis=0), tl.sum(t * w_v, axis=0), b_out_ptr, half, j, is_value, is_second)
+        nu = tl.load(nu_ptr)
+        valid = tl.reshape(row_mask, (B // 4, 4))
+        res_u = tl.where(valid, u_t + u_val * u_x + v_val * u_y - nu * lap_u, 0.0)
+        res_v = tl.where(valid, v_t + u_val * v_x + v_val * v_y - nu * lap_v, 0.0)
+        g_u = 2.0 * coef * res_u  # ∂L/∂r
+        g_v = 2.0 * coef * res_v
+        _accumulate(g_scalar, 0, coef * tl.sum(res_u * res_u + res_v * res_v))
+        _accumulate(g_scalar, 1, -tl.sum(g_u * lap_u + g_v * lap_v))
+        d_x = (half == 0) & (j == 1)
+        d_y = (half == 0) & (j == 2)
+        d_t = (half == 0) & (j == 3)
+        grad_u = _burgers_slot_grads(g_u, g_u * u_x + g_v * v_x, u_val, v_val, nu, d_x, d_y, d_t, is_value,
+                                     is_second)
+        grad_v = _burgers_slot_grads(g_v, g_u * u_y + g_v * v_y, u_val, v_val, nu, d_x, d_y, d_t, is_value,
+                                     is_second)
+        a = w_u * grad_u + w_v * grad_v
+        _accumulate(g_w_out, units, _unit_sum(t * grad_u, WP))
+        _accumulate(g_w_out + WP, units, _unit_sum(t * grad_v, WP))
+        _accumulate(g_b_out, 0, tl.sum(tl.where(is_value, grad_u, 0.0)))
+        _accumulate(g_b_out, 1, tl.sum(tl.where(is_value, grad_v, 0.0)))
+    else:
+        channel = _output_channel(j, half, is_value, is_ds, is_do, is_second, map_s_ptr, map_o_ptr, map_ss_ptr, NSP)
+        a = tl.zeros((WP, B // 4, 2, H // 2, 4, 2), tl.float32)
+        for o in tl.static_range(OUT_DIM):
+            grad_y = tl.load(grad_out_ptr + ((tl.maximum(channel, 0).to(tl.int64) * members + member) * N + rows)
+                             * OUT_DIM + o, mask=(channel >= 0) & row_mask, other=0.0)
+            a += tl.load(w_out_ptr + o * WP + u) * grad_y
+            _accumulate(g_w_out + o * WP, units, _unit_sum(t * grad_y, WP))
+            _accumulate(g_b_out, o, tl.sum(tl.where(is_value, grad_y, 0.0)))
+    return a
+
+
+@triton.jit
+def _hidden_layer_tile(layer, place, offsets, written, jet, w_h_ptr, g_b_h, u, half, is_value, is_ds, is_second,
+                       is_live, WP: tl.constexpr, DEPTH: tl.constexpr, MODIFIED: tl.constexpr, NC: tl.constexpr,
+                       PRECISION: tl.constexpr):
+    """HIDDEN_LAYER, all but ∂W: from the stashed ∂L/∂T_{layer+1}, Z (and M3's D), ∂Z and the partial ∂b; ∂Z goes
+    into Z's place (for WEIGHT_GRADIENT), ∂L/∂T_layer = W ∂Z into ∂L/∂T_{layer+1}'s; M3's encoders' jets U and V
+    get a − ∂D and ∂D, summed over the gate layers in the stash (INPUT_LAYER takes them through the encoders)."""
+    a = _stash_load(place + (2 * DEPTH + 1) * jet, offsets, written)
+    z = _stash_load(place + layer * jet, offsets, written)
+    if MODIFIED:
+        a = tl.where(is_live, a, 0.0)
+        z_act, _h, _g, _z_part = _tanh_rule(z, is_value, is_second, half)
+        grad_z_jet, grad_d = _gate_backward(a, tl.where(is_live, z_act, 0.0),
+                                            _stash_load(place + 2 * DEPTH * jet, offsets, written),
+                                            is_value, is_ds, is_second, half)
+        grad_u = a - grad_d
+        if layer < DEPTH - 1:
+            grad_u += _stash_load(place + (2 * DEPTH + 2) * jet, offsets, written)
+            grad_d += _stash_load(place + (2 * DEPTH + 3) * jet, offsets, written)
+        _stash_store(place + (2 * DEPTH + 2) * jet, offsets, grad_u)
+        _stash_store(place + (2 * DEPTH + 3) * jet, offsets, grad_d)
+        a = grad_z_jet
+    grad_z = _tanh_backward(z, a, is_value, is_ds, is_second, is_live, half)
+    _accumulate(g_b_h + layer * WP, tl.arange(0, WP), _unit_sum(tl.where(is_value, grad_z, 0.0), WP))
+    _stash_store(place + layer * jet, offsets, grad_z)
+    _stash_store(place + (2 * DEPTH + 1) * jet, offsets, tl.reshape(
+        _product(grad_z, w_h_ptr + layer * PLANES * WP * WP, 3, False, WP, WP, NC, PRECISION), offsets.shape))
+
+
+@triton.jit
+def _input_layer_tile(x_ptr, rows, row_mask, w_in_ptr, b_in_ptr, g_w_in, g_b_in, place, offsets, written, jet, u,
+                      half, dir_slot, is_value, is_ds, is_second, is_live, IN_DIM: tl.constexpr, WP: tl.constexpr,
+                      DEPTH: tl.constexpr, MODIFIED: tl.constexpr):
+    """INPUT_LAYER, from the stashed ∂L/∂T_0: the input layer's partials (M3: H_1's, and the encoders' from their
+    jets' gradients summed over the gate layers)."""
+    LAYER: tl.constexpr = IN_DIM * WP
+    FIRST: tl.constexpr = 2 if MODIFIED else 0
+    if MODIFIED:
+        _encoder_backward(x_ptr, rows, row_mask, w_in_ptr, b_in_ptr,
+                          _stash_load(place + (2 * DEPTH + 2) * jet, offsets, written), u, dir_slot, is_value,
+                          is_second, g_w_in, g_b_in, IN_DIM, WP)
+        _encoder_backward(x_ptr, rows, row_mask, w_in_ptr + LAYER, b_in_ptr + WP,
+                          _stash_load(place + (2 * DEPTH + 3) * jet, offsets, written), u, dir_slot, is_value,
+                          is_second, g_w_in + LAYER, g_b_in + WP, IN_DIM, WP)
+    _input_backward(x_ptr, rows, row_mask, w_in_ptr + FIRST * LAYER, b_in_ptr + FIRST * WP, g_w_in + FIRST * LAYER,
+                    g_b_in + FIRST * WP, _stash_load(place + (2 * DEPTH + 1) * jet, offsets, written), u, dir_slot,
+                    is_value, is_ds, is_second, is_live, half, IN_DIM, WP)
+
+
+FORWARD_LAYER, OUTPUT_LAYER, HIDDEN_LAYER, WEIGHT_GRADIENT, INPUT_LAYER = (tl.constexpr(stage) for stage in range(5))
+
+
+@triton.jit
+def mlp_jets_backward_kernel(
+    x_ptr, w_in_ptr, b_in_ptr, dirs_s_ptr, dirs_o_ptr, w_h_ptr, b_h_ptr, w_out_ptr, b_out_ptr,
+    map_s_ptr, map_o_ptr, map_ss_ptr, grad_out_ptr, nu_ptr, stash_ptr,
+    g_w_in_ptr, g_b_in_ptr, g_w_h_ptr, g_b_h_ptr, g_w_out_ptr, g_b_out_ptr, g_scalar_ptr, N, members, x_stride,
+    row0, n_chunk, stash_points, layer, zero_partials, coef,
+    IN_DIM: tl.constexpr, OUT_DIM: tl.constexpr, WP: tl.constexpr, DEPTH: tl.constexpr,
+    NSP: tl.constexpr, NOP: tl.constexpr, MODIFIED: tl.constexpr, ENSEMBLE: tl.constexpr, BURGERS: tl.constexpr,
+    STAGE: tl.constexpr, B: tl.constexpr, PRECISION: tl.constexpr,
+):
+    """One stage of the backward (``STAGES``) over tiles pid, pid + P, ... of a chunk of points (rows ``row0`` …
+    ``row0 + n_chunk − 1``), through the stash; ``layer``: the hidden layer of HIDDEN_LAYER and WEIGHT_GRADIENT.
+    The first FORWARD_LAYER launch (``zero_partials``) zeroes this program's partials (nothing is read before it is
+    written)."""
+    H: tl.constexpr = 4 if 1 + NSP + NOP <= 4 else (8 if 1 + NSP + NOP <= 8 else 16)
+    NC: tl.constexpr = 2 * H * B
+    (x_ptr, w_in_ptr, b_in_ptr, w_h_ptr, b_h_ptr, w_out_ptr, b_out_ptr, nu_ptr, stash, g_w_in, g_b_in, g_w_h, g_b_h,
+     g_w_out, g_b_out, g_scalar) = _program(
+        x_ptr, w_in_ptr, b_in_ptr, w_h_ptr, b_h_ptr, w_out_ptr, b_out_ptr, nu_ptr, stash_ptr, g_w_in_ptr, g_b_in_ptr,
+        g_w_h_ptr, g_b_h_ptr, g_w_out_ptr, g_b_out_ptr, g_scalar_ptr, x_stride, stash_points, IN_DIM, OUT_DIM, WP,
+        DEPTH, MODIFIED, ENSEMBLE, H)
+    member = 0
+    if ENSEMBLE:
+        member = tl.program_id(1).to(tl.int64)
+    if STAGE == FORWARD_LAYER:
+        if zero_partials:
+            _zero_partials(g_w_in, g_b_in, g_w_h, g_b_h, g_w_out, g_b_out, g_scalar, IN_DIM, OUT_DIM, WP, DEPTH,
+                           MODIFIED)
+    u, ph, pl, half, j, is_value, is_ds, is_do, is_second, is_live, dir_slot = _slot_layout(
+        dirs_s_ptr, dirs_o_ptr, WP, NSP, NOP, B, H)
+    jet = stash_points * (2 * H) * WP  # floats per stash jet (their order: _stash_jets)
+    grad_w = tl.zeros((WP, WP), tl.float32)  # WEIGHT_GRADIENT's ∂W [in, out], over all of the program's tiles
+    tile = tl.program_id(0)
+    while tile < tl.cdiv(n_chunk, B):  # (a while loop: the interpreter cannot range over a runtime bound)
+        rows, row_mask = _tile_rows(tile, row0, n_chunk, ph, pl, B)
+        place, offsets, written = _stash_place(stash, tile, n_chunk, u, ph, pl, half, j, WP, B, H)
+        if STAGE == FORWARD_LAYER:
+            _forward_tile(x_ptr, rows, row_mask, w_in_ptr, b_in_ptr, w_h_ptr, b_h_ptr, layer, place, offsets, written,
+                          jet, u, half, dir_slot, is_value, is_second, is_live, IN_DIM, WP, DEPTH, MODIFIED, NC,
+                          PRECISION)
+        elif STAGE == OUTPUT_LAYER:
+            _stash_store(place + (2 * DEPTH + 1) * jet, offsets, _output_layer_tile(
+                _stash_load(place + (2 * DEPTH + 1) * jet, offsets, written), w_out_ptr, b_out_ptr, nu_ptr,
+                grad_out_ptr, map_s_ptr, map_o_ptr, map_ss_ptr, rows, row_mask, g_w_out, g_b_out, g_scalar, N,
+                members, member, coef, u, half, j, is_value, is_ds, is_do, is_second, OUT_DIM, WP, NSP, BURGERS, B,
+                H))
+        elif STAGE == HIDDEN_LAYER:
+            _hidden_layer_tile(layer, place, offsets, written, jet, w_h_ptr, g_b_h, u, half, is_value, is_ds,
+                               is_second, is_live, WP, DEPTH, MODIFIED, NC, PRECISION)
+        elif STAGE == WEIGHT_GRADIENT:  # ∂W += T ∂Zᵀ, one product per tile over all its slots
+            grad_w = tl.dot(tl.reshape(_stash_load(place + (DEPTH + layer) * jet, offsets, written), (WP, NC)),
+                            tl.trans(tl.reshape(_stash_load(place + layer * jet, offsets, written), (WP, NC))),
+                            grad_w, input_precision=PRECISION)
         else:
-            channel = _output_channel(j, half, is_value, is_ds, is_do, is_second, map_s_ptr, map_o_ptr, map_ss_ptr,
-                                      NSP)
-            a = tl.zeros(jet_shape, tl.float32)
-            for o in tl.static_range(OUT_DIM):
-                grad_y = tl.load(grad_out_ptr + ((tl.maximum(channel, 0).to(tl.int64) * members + member) * N + rows)
-                                 * OUT_DIM + o, mask=(channel >= 0) & row_mask, other=0.0)
-                a += tl.load(w_out_ptr + o * WP + u) * grad_y
-                _accumulate(g_w_out + o * WP, units, _unit_sum(t * grad_y, WP))
-                _accumulate(g_b_out, o, tl.sum(tl.where(is_value, grad_y, 0.0)))
-
-        # hidden layers, last to first, Z_k and T_k re-read from the scratch: nothing but ∂L/∂T is carried from
-        # layer to layer (M3's encoders take each gate layer's share of their gradient as it comes)
-        LAYER: tl.constexpr = IN_DIM * WP
-        for step in range(DEPTH):
-            k = DEPTH - 1 - step
-            z = tl.reshape(tl.load(scratch + k * JET + jet_offsets), jet_shape)
-            if MODIFIED:
-                a = tl.where(is_live, a, 0.0)
-                grad_z_jet, grad_d = _gate_backward(
-                    a, _activate(z, h_u, h_v, r_u, r_v, is_value, is_second, is_live, half, False),
-                    tl.reshape(tl.load(d_scratch + jet_offsets), jet_shape),
-                    is_value, is_ds, is_second, half)
-                _encoder_backward(x_ptr, rows, row_mask, a - grad_d, h_u, r_u, dir_slot, is_value, is_second, g_w_in,
-                                  g_b_in, IN_DIM, WP)
-                _encoder_backward(x_ptr, rows, row_mask, grad_d, h_v, r_v, dir_slot, is_value, is_second,
-                                  g_w_in + LAYER, g_b_in + WP, IN_DIM, WP)
-                a = grad_z_jet
-            grad_z = _tanh_backward(z, a, is_value, is_ds, is_second, is_live, half)
-            _accumulate(g_b_h + k * WP, units, _unit_sum(tl.where(is_value, grad_z, 0.0), WP))
-            t_in = tl.reshape(tl.load(scratch + (DEPTH + k) * JET + jet_offsets), jet_shape)
-            w_offsets = units[:, None] * WP + units[None, :]  # [in, out]
-            g_w = g_w_h + k * WP * WP + w_offsets
-            tl.store(g_w, tl.dot(tl.reshape(t_in, (WP, NC)), tl.trans(tl.reshape(grad_z, (WP, NC))), tl.load(g_w),
-                                 input_precision=PRECISION))
-            a = _product(grad_z, w_h_ptr + k * PLANES * WP * WP, 3, False, WP, NC, PRECISION)  # ∂T_k = W ∂Z_k
-
-        # the input layer (M3: H_1; its encoders took their shares in the loop)
-        _input_backward(x_ptr, rows, row_mask, w_in_ptr + FIRST * LAYER, b_in_ptr + FIRST * WP,
-                        g_w_in + FIRST * LAYER, g_b_in + FIRST * WP, a, u, dir_slot, is_value, is_ds, is_second,
-                        is_live, half, IN_DIM, WP)
-        tile += programs
+            _input_layer_tile(x_ptr, rows, row_mask, w_in_ptr, b_in_ptr, g_w_in, g_b_in, place, offsets, written,
+                              jet, u, half, dir_slot, is_value, is_ds, is_second, is_live, IN_DIM, WP, DEPTH,
+                              MODIFIED)
+        tile += tl.num_programs(0)
+    if STAGE == WEIGHT_GRADIENT:
+        units = tl.arange(0, WP)
+        _accumulate(g_w_h + layer * WP * WP, units[:, None] * WP + units[None, :], grad_w)
 
 
 # ----------------------------------------------------------------------------------------------- host side
 PROGRAMS_PER_SM = 2  # persistent programs: enough to fill the GPU, few partials to reduce
 INTERPRETED_PROGRAMS = 2
+STASH_FLOATS = 1 << 28  # the largest stash (1 GiB): larger point sets go through in chunks
+# the backward's stages, in launch order per chunk (HIDDEN_LAYER and WEIGHT_GRADIENT once per hidden layer, the
+# last first), each with its own tile and warps from the backward table
+STAGES = {name: stage.value for name, stage in [("forward_layer", FORWARD_LAYER), ("output_layer", OUTPUT_LAYER),
+                                                ("hidden_layer", HIDDEN_LAYER), ("weight_gradient", WEIGHT_GRADIENT),
+                                                ("input_layer", INPUT_LAYER)]}
+
+
+def _stash_jets(meta):
+    """Jets per point in the stash, in this order: Z_0 … Z_{DEPTH−1} (each then its ∂Z), T_0 … T_{DEPTH−1}, M3's D
+    (a slot the MLP leaves unused), ∂L/∂T (first T_DEPTH), and for M3 the gradients of the encoders' jets U and V
+    summed over the gate layers."""
+    return 2 * meta["DEPTH"] + (4 if meta["MODIFIED"] else 2)
 
 
 def _slots(meta):
@@ -319,34 +455,55 @@ def backward_programs(device, tiles, programs=None, members=1):
     return max(1, min(int(programs), tiles))
 
 
-def launch_backward(model, x, spec, precision, *, grad_out=None, nu=None, block=None, programs=None, warps=None):
+def chunk_points(meta, n, members=1, chunk=None):
+    """Points per chunk: all of them when the stash of that many (for every member) fits in ``STASH_FLOATS`` (or
+    ``chunk``), else the most that do, a multiple of the largest tile."""
+    per_point = members * _stash_jets(meta) * _slots(meta) * meta["WP"]
+    limit = chunk or max(BLOCKS[-1], STASH_FLOATS // per_point // BLOCKS[-1] * BLOCKS[-1])
+    return min(n, limit)
+
+
+def launch_backward(model, x, spec, precision, *, grad_out=None, nu=None, block=None, programs=None, warps=None,
+                    chunk=None):
     """Sums over the points of the packed weights' gradients, per ensemble member (dict of tensors with a leading
     member axis, see :func:`new_partials`), from ``grad_out`` (jets layout) or, when ``grad_out`` is None, from
-    the Burgers residual loss at ν, one per member (then ``scalars`` = (L_r, ∂L_r/∂ν) per member). ``block``,
-    ``warps`` and ``programs`` (per member) override the launch table (tuning)."""
+    the Burgers residual loss at ν, one per member (then ``scalars`` = (L_r, ∂L_r/∂ν) per member).
+
+    Per chunk of points (:func:`chunk_points`), the stages of ``STAGES`` in order, each with its own tile and warps
+    from the backward table. ``block``, ``warps`` and ``programs`` (per member) override the table for every stage
+    (tuning, tests); ``chunk`` the points per chunk."""
     burgers = grad_out is None
     packed = packed_weights(model, spec, x.device)
     meta = packed["meta"]
-    best_block, best_warps = backward_launch_config(meta, burgers, precision)
-    block, warps = block or best_block, warps or best_warps
+    configs = {name: backward_launch_config(meta, burgers, precision, name) for name in STAGES}
     n, members = x.shape[-2], members_of(model)
     dummy = x.new_zeros(1)
     grad_out = dummy if burgers else grad_out.contiguous().float()
     nu = dummy if nu is None else nu.detach().float().reshape(members).contiguous()
+    points = chunk_points(meta, n, members, chunk)
+    stash_points = triton.cdiv(points, BLOCKS[-1]) * BLOCKS[-1]  # every tile's last row inside the stash
 
-    def run(block):
-        tiles = triton.cdiv(n, block)
-        programs_used = backward_programs(x.device, tiles, programs, members)
+    def run(largest):
+        tiles = {name: (min(block or tile, largest), warps or tile_warps)
+                 for name, (tile, tile_warps) in configs.items()}
+        programs_used = backward_programs(x.device, triton.cdiv(points, min(t for t, _ in tiles.values())), programs,
+                                          members)
         partials = new_partials(meta, members, programs_used, x.device)
-        scratch = torch.empty(members, programs_used, 2 * meta["DEPTH"] + 1, meta["WP"], _slots(meta) * block,
-                              dtype=torch.float32, device=x.device)
-        mlp_jets_backward_kernel[(programs_used, members)](
-            x.contiguous(), *packed["tensors"], grad_out, nu, scratch, *partials.values(), n, members,
-            point_stride(x), 1.0 / n, **meta, BURGERS=burgers, B=block, PRECISION=precision,
-            num_warps=warps, num_stages=1)
+        stash = torch.empty(members, _stash_jets(meta), stash_points, _slots(meta), meta["WP"],
+                            dtype=torch.float32, device=x.device)
+        for row0 in range(0, n, points):
+            common = (x.contiguous(), *packed["tensors"], grad_out, nu, stash, *partials.values(), n, members,
+                      point_stride(x), row0, min(points, n - row0), stash_points)
+            forward = [("forward_layer", k) for k in range(meta["DEPTH"])]
+            backward = [(name, k) for k in reversed(range(meta["DEPTH"])) for name in ("hidden_layer", "weight_gradient")]
+            for name, layer in [*forward, ("output_layer", 0), *backward, ("input_layer", 0)]:
+                tile, tile_warps = tiles[name]
+                mlp_jets_backward_kernel[(programs_used, members)](
+                    *common, layer, int(row0 == 0 and name == "forward_layer" and layer == 0), 1.0 / n, **meta, BURGERS=burgers, STAGE=STAGES[name], B=tile,
+                    PRECISION=precision, num_warps=tile_warps, num_stages=1)
         return {name: partial.sum(1) for name, partial in partials.items()}  # a fixed-order, atomic-free reduction
 
-    return halving_tile_on_overflow(run, block, model, spec)
+    return halving_tile_on_overflow(run, max(block or tile for tile, _ in configs.values()), model, spec)
 
 
 def model_gradients(model, sums):
@@ -370,7 +527,7 @@ def model_gradients(model, sums):
 
 
 class TritonJets(torch.autograd.Function):
-    """Jets by the fused forward kernel; their backward to the parameters by the fused backward kernel (∂/∂x, when
+    """Jets by the fused forward kernel; their backward to the parameters by the backward kernel (∂/∂x, when
     asked, by differentiating the torch jets path)."""
 
     @staticmethod
@@ -401,15 +558,15 @@ class TritonJets(torch.autograd.Function):
 
 def triton_jets(model, x, spec, precision=DEFAULT_PRECISION, block=None):
     """``taylor_jets(..., backend="triton")``: jets in the public layout ``(C, N, out_dim)`` (an ensemble's
-    ``(C, K, N, out_dim)``), float32, differentiable with respect to the parameters by the fused backward."""
+    ``(C, K, N, out_dim)``), float32, differentiable with respect to the parameters by the backward kernel."""
     check_supported(model, x, precision)
     return TritonJets.apply(x, model, spec, precision, block, *model.parameters())
 
 
 class TritonBurgersLoss(torch.autograd.Function):
     """``L_r = mean(r_u²) + mean(r_v²)`` (one per member of an ensemble): the loss and its gradients to every
-    parameter and to ν come from one fused launch in the forward (the residuals never reach memory); the backward
-    only scales them."""
+    parameter and to ν come from the backward kernel's stages in the forward (the residuals never reach memory);
+    the backward only scales them."""
 
     @staticmethod
     def forward(ctx, x, nu, model, precision, programs, *params):

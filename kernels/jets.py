@@ -92,25 +92,27 @@ PLANES = tl.constexpr(5)  # per hidden layer: W (in, out); tf32 high, low of W�
 @triton.jit
 def _linear(t, w_ptr, b_ptr, u, is_value, WP: tl.constexpr, N: tl.constexpr, PRECISION: tl.constexpr):
     """Zᵀ = Wᵀ Tᵀ + [value] b: one (WP, WP) × (WP, N) product for every slot of the tile."""
-    z = _product(t, w_ptr, 1, True, WP, N, PRECISION)
+    z = tl.reshape(_product(t, w_ptr, 1, True, WP, WP, N, PRECISION), t.shape)
     return z + tl.where(is_value, tl.load(b_ptr + u), 0.0)
 
 
 @triton.jit
-def _product(t, w_ptr, HIGH: tl.constexpr, TRANSPOSED: tl.constexpr, WP: tl.constexpr, N: tl.constexpr,
-             PRECISION: tl.constexpr):
-    """A Tᵀ for every slot of the tile, A = Wᵀ (forward, TRANSPOSED) or W (backward), from the layer's planes.
+def _product(t, w_ptr, HIGH: tl.constexpr, TRANSPOSED: tl.constexpr, M: tl.constexpr, WP: tl.constexpr,
+             N: tl.constexpr, PRECISION: tl.constexpr):
+    """A Tᵀ for every slot of the tile, (M, N): A = Wᵀ (forward, TRANSPOSED) or W (backward), from the layer's
+    planes; M rows of A from ``w_ptr``'s first (the backward takes a wide layer's rows in blocks).
 
     ``w_ptr`` holds the planes of ``PLANES``: W (in, out) for ieee's FMAs, and the tf32 high and low parts of A
     (planes HIGH, HIGH + 1), split on the host and K-major, so that the A operand goes from memory to shared memory
     untouched and wgmma reads it there: no register copy of A (which made W=128 spill).
     tf32x3 is A_hi T_lo + A_lo T_hi + A_hi T_hi (small terms first); the jet's halves are split in registers."""
+    rows = tl.arange(0, M)
     units = tl.arange(0, WP)
-    plane = units[:, None] * WP + units[None, :]  # plane[row, k]: K contiguous
+    plane = rows[:, None] * WP + units[None, :]  # plane[row, k]: K contiguous
     t2 = tl.reshape(t, (WP, N))
     if PRECISION == "ieee":  # A read from W: the layout the FMA product compiles best from (no spill at W=64)
         if TRANSPOSED:
-            z = tl.dot(tl.load(w_ptr + units[None, :] * WP + units[:, None]), t2, input_precision="ieee")
+            z = tl.dot(tl.load(w_ptr + units[None, :] * WP + rows[:, None]), t2, input_precision="ieee")
         else:
             z = tl.dot(tl.load(w_ptr + plane), t2, input_precision="ieee")
     else:
@@ -127,7 +129,7 @@ def _product(t, w_ptr, HIGH: tl.constexpr, TRANSPOSED: tl.constexpr, WP: tl.cons
                 z = tl.dot(a_hi, t_hi, z, input_precision="tf32")
             else:
                 z = tl.dot(a_hi, t_hi, input_precision="tf32")
-    return tl.reshape(z, t.shape)
+    return z
 
 
 @triton.jit
@@ -139,12 +141,19 @@ def _value_and_partner(z, is_value, half):
 
 
 @triton.jit
-def _activate(z, h_u, h_v, r_u, r_v, is_value, is_second, is_live, half, MODIFIED: tl.constexpr):
-    """tanh rule on the stacked pre-activation, then (M3) the gate H = U + Z ⊙ (V − U)."""
+def _tanh_rule(z, is_value, is_second, half):
+    """tanh rule on a stacked pre-activation jet (h; g z_i; g (z_ii − 2 h z_i²)), with h, g = 1 − h² and each slot's
+    aligned first-derivative z_p."""
     z_val, z_part = _value_and_partner(z, is_value, half)
     h = _tanh(z_val)
     g = 1.0 - h * h
-    t = tl.where(is_value, h, g * (z - tl.where(is_second, 2.0 * h * z_part * z_part, 0.0)))
+    return tl.where(is_value, h, g * (z - tl.where(is_second, 2.0 * h * z_part * z_part, 0.0))), h, g, z_part
+
+
+@triton.jit
+def _activate(z, h_u, h_v, r_u, r_v, is_value, is_second, is_live, half, MODIFIED: tl.constexpr):
+    """tanh rule on the stacked pre-activation, then (M3) the gate H = U + Z ⊙ (V − U)."""
+    t, h, g, z_part = _tanh_rule(z, is_value, is_second, half)
     if MODIFIED:
         zp = g * z_part  # Z_i of the aligned d_s slot; Z = h
         g_u = 1.0 - h_u * h_u
@@ -336,12 +345,17 @@ def launch_config(meta, burgers, precision, table=LAUNCH_TABLE, default=None):
     return default or ((16, 4) if meta["WP"] <= 64 else (8, 8))
 
 
-def backward_launch_config(meta, burgers, precision):
-    """(tile, warps) of the fused backward kernel, from its own table (same search, same rules); where the table has
-    no entry, 4 points × 8 warps, the least-spilling tile its search found at every width it compiled (the forward's
-    16 × 4 spills 8 KB per thread here: 8520 B against 732 at WP = 64). Under the interpreter, where nothing spills
-    and small tiles only cost time, the forward's default stays."""
-    return launch_config(meta, burgers, precision, BACKWARD_LAUNCH_TABLE, default=None if INTERPRETED else (4, 8))
+def backward_launch_config(meta, burgers, precision, stage):
+    """(tile, warps) of one stage of the backward (``forward_layer``, ``output_layer``, ``hidden_layer``,
+    ``weight_gradient``, ``input_layer``), from its own table (same search, same rules, among tiles of at most 1024
+    points × units). Where the table has no entry: the forward's for a forward layer (the same work, and stores),
+    4 points × 8 warps for the others (what compiled without spills at every width). Under the interpreter, where
+    nothing spills and small tiles only cost time, the forward's default."""
+    if INTERPRETED:
+        default = None
+    else:
+        default = launch_config(meta, burgers, precision) if stage == "forward_layer" else (4, 8)
+    return launch_config(meta, burgers, precision, BACKWARD_LAUNCH_TABLE.get(stage, {}), default=default)
 
 
 def _pow2(n, at_least=1):

@@ -66,7 +66,8 @@ class BurgersInverse(PDEProblem):
         return getattr(self, "values_d", None)
 
     def residual_loss(self, x, unknowns):
-        """On the triton backend, ``L_r`` and its gradients to the network and ν come from one fused launch."""
+        """On the triton backend, ``L_r`` and its gradients to the network and ν come from the backward kernel's
+        stages, in the forward."""
         if self.backend != "triton":
             return super().residual_loss(x, unknowns)
         from .kernels import burgers_loss

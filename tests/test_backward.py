@@ -130,6 +130,23 @@ def test_program_count_changes_only_the_round_off(rng):
         assert _round_off(a, b, magnitude) <= 1e-6
 
 
+@pytest.mark.parametrize("burgers", [False, True])
+def test_chunks_of_points_give_the_gradients_of_one(burgers, rng):
+    """Point sets larger than the stash go through in chunks, each with all of its launches (the partials zeroed by
+    the first chunk's, accumulated by the others'): chunks of 13 points and a partial last one give the gradients
+    of one chunk to round-off."""
+    model = random_model(pf.ModifiedMLP, 3, 2, 24, 2, True, rng, dtype=torch.float32)
+    x = random_points(model, 45, rng, dtype=torch.float32)
+    spec = backward.BURGERS_SPEC if burgers else JetSpec((0,), (1,))
+    upstream = None if burgers else torch.randn(spec.n_outputs, 45, 2, generator=rng)
+    nu = 0.005 + 0.1 * torch.rand(1, generator=rng) if burgers else None
+    whole, chunked = (backward.launch_backward(model, x, spec, "ieee", grad_out=upstream, nu=nu, block=4, programs=2,
+                                               chunk=chunk) for chunk in (None, 13))
+    for name in whole:
+        scale = whole[name].abs().max().item()
+        torch.testing.assert_close(chunked[name], whole[name], rtol=1e-5, atol=1e-6 * scale, msg=name)
+
+
 def test_triton_backend_trains_like_the_torch_backend(rng):
     """A few Adam steps on the Burgers loss: the fused loss and the torch jets path stay together."""
     start = random_model(pf.ModifiedMLP, 3, 2, 20, 2, True, rng, dtype=torch.float32)

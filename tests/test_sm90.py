@@ -1,7 +1,7 @@
 """What an H100 makes of the default kernel configurations, checked on the CPU: each compiles for sm_90a with the
 launcher's own tile and warps, spills nothing, fits in shared memory, and `precision` reaches the hardware. The
-fused backward (the Burgers loss and the data loss's value backward) is held to that at the trainer's default width;
-at 64 and 128 it still spills (BENCHMARKS.md).
+backward's five kernels (for the Burgers loss and for the data loss's value backward) are held to that for the
+trainer's default network and the two benchmark networks.
 
 The compiles run in a subprocess without TRITON_INTERPRET (under the interpreter a kernel cannot be compiled)."""
 import json
@@ -25,19 +25,24 @@ from pinnfast.jets import VALUE_ONLY, JetSpec
 from pinnfast.kernels import backward, jets as kernel
 from pinnfast.models import ModifiedMLP
 
-def compiled(width, depth, burgers, precision, tile_and_warps=None, spec=JetSpec(FIRST, SECOND), fused_backward=False):
+def compiled(width, depth, burgers, precision, tile_and_warps=None, spec=JetSpec(FIRST, SECOND), stage=None):
     meta = kernel.pack_weights(ModifiedMLP(3, 2, width, depth), spec, "cpu")["meta"]
-    launch_config = kernel.backward_launch_config if fused_backward else kernel.launch_config
-    block, warps = tile_and_warps or launch_config(meta, burgers, precision)
-    fn = backward.mlp_jets_backward_kernel if fused_backward else kernel.mlp_jets_kernel
-    r = sm90.compile_sm90(dict(meta, BURGERS=burgers, PRECISION=precision, B=block), warps, fn)
+    block, warps = tile_and_warps or (kernel.backward_launch_config(meta, burgers, precision, stage) if stage
+                                      else kernel.launch_config(meta, burgers, precision))
+    constexprs = dict(meta, BURGERS=burgers, PRECISION=precision, B=block)
+    if stage:
+        constexprs["STAGE"] = backward.STAGES[stage]
+    r = sm90.compile_sm90(constexprs, warps, backward.mlp_jets_backward_kernel if stage else kernel.mlp_jets_kernel)
     return dict(spill=r.spill_bytes, shared=r.shared_bytes, fits_shared=r.shared_bytes <= sm90.H100_SHARED_BYTES,
                 tensor=r.sass["HMMA"] + r.sass["HGMMA"], ffma=r.sass["FFMA"])
 
 defaults = {str(case): compiled(*case, kernel.DEFAULT_PRECISION) for case in json.loads(sys.argv[2])}
 precisions = {p: compiled(64, 4, True, p, (16, 4)) for p in kernel.PRECISIONS}
-backwards = {"burgers_loss": compiled(32, 3, True, kernel.DEFAULT_PRECISION, fused_backward=True),
-             "value_backward": compiled(32, 3, False, kernel.DEFAULT_PRECISION, spec=VALUE_ONLY, fused_backward=True)}
+backwards = {str([width, depth, loss, stage]): compiled(width, depth, loss == "burgers_loss", kernel.DEFAULT_PRECISION,
+                                                       spec=JetSpec(FIRST, SECOND) if loss == "burgers_loss" else VALUE_ONLY,
+                                                       stage=stage)
+             for width, depth, _ in json.loads(sys.argv[2])[1:] for loss in ("burgers_loss", "value_backward")
+             for stage in backward.STAGES}
 print(json.dumps(dict(defaults=defaults, precisions=precisions, backwards=backwards)))
 """
 
@@ -51,9 +56,9 @@ def compiled():
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-def _fits(result):
-    assert result["spill"] == 0, f"{result['spill']} B spilled per thread"
-    assert result["fits_shared"], f"{result['shared']} B of shared memory"
+def _fits(result, where=""):
+    assert result["spill"] == 0, f"{where}{result['spill']} B spilled per thread"
+    assert result["fits_shared"], f"{where}{result['shared']} B of shared memory"
 
 
 @pytest.mark.parametrize("case", DEFAULTS)
@@ -61,11 +66,13 @@ def test_default_configuration_spills_nothing(case, compiled):
     _fits(compiled["defaults"][str(list(case))])
 
 
-@pytest.mark.parametrize("kernel", ["burgers_loss", "value_backward"])
-def test_fused_backward_at_the_default_width_spills_nothing(kernel, compiled):
-    """The trainer's two fused backward launches (its residual loss, its data loss) for the default network (M3,
-    width 32, depth 3), at the backward launch table's tile and warps."""
-    _fits(compiled["backwards"][kernel])
+@pytest.mark.parametrize("network", [(width, depth) for width, depth, _ in DEFAULTS[1:]])
+@pytest.mark.parametrize("loss", ["burgers_loss", "value_backward"])
+def test_backward_spills_nothing(network, loss, compiled):
+    """Every stage of the trainer's two backward passes (its residual loss, its data loss) for the default network
+    (M3, width 32, depth 3) and the benchmark networks (64 × 4, 128 × 6), at the backward table's tile and warps."""
+    for stage in ("forward_layer", "output_layer", "hidden_layer", "weight_gradient", "input_layer"):
+        _fits(compiled["backwards"][str([*network, loss, stage])], f"{stage}: ")
 
 
 def test_precision_reaches_the_tensor_cores(compiled):
