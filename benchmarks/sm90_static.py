@@ -2,7 +2,7 @@
 
     python3 benchmarks/sm90_static.py                 # the table for every default configuration, JSON to $OUT
     python3 benchmarks/sm90_static.py --search        # also try tiles × warps and rewrite kernels/launch_table.py
-    python3 benchmarks/sm90_static.py --backward --precisions tf32x3 --models ModifiedMLP   # the fused backward
+    python3 benchmarks/sm90_static.py --backward --precisions tf32x3 --models ModifiedMLP   # the backward's stages
 
 Triton's wheel ships ptxas and cuobjdump, so registers per thread, bytes spilled to local memory, shared memory and
 the tensor-core mix (HGMMA = Hopper wgmma, HMMA = mma.sync, FFMA = fp32 FMA) are known at compile time. Spills are
@@ -47,7 +47,7 @@ BACKWARD_TILE_UNITS = 1024  # the backward's stages try tiles of at most this ma
 # (name, in_dim, out_dim, first, second, fused Burgers)
 KERNELS = (("burgers_fields", 3, 2, (0, 1, 2), (0, 1), True), ("jets_burgers", 3, 2, (0, 1, 2), (0, 1), False),
            ("jets_helmholtz", 2, 1, (), (0, 1), False), ("jets_kg_initial", 2, 1, (1,), (), False))
-# the backward (its three kernels each): the Burgers residual loss, and the value-only backward of the data loss
+# the backward (each of its stages): the Burgers residual loss, and the value-only backward of the data loss
 BACKWARD_WORKLOADS = (("burgers_loss", 3, 2, (0, 1, 2), (0, 1), True), ("value_backward", 3, 2, (), (), False))
 TABLE_FILE = Path(__file__).resolve().parents[1] / "kernels" / "launch_table.py"
 
@@ -110,7 +110,7 @@ def configurations(precisions=kernel.PRECISIONS, widths=PADDED_WIDTHS, depth=4, 
                         constexprs = dict(meta, BURGERS=burgers, PRECISION=precision)
                         if stage:
                             label["stage"] = stage
-                            constexprs["STAGE"] = backward.STAGES[stage]
+                            constexprs = backward.stage_constexprs(meta, burgers, precision, stage)
                         yield label, constexprs, block, warps
 
 
@@ -170,7 +170,7 @@ def main():
     parser.add_argument("--precisions", default=",".join(kernel.PRECISIONS), help="comma-separated subset")
     parser.add_argument("--widths", default=",".join(map(str, PADDED_WIDTHS)),
                         help="comma-separated subset of the padded widths")
-    parser.add_argument("--backward", action="store_true", help="the fused backward kernels instead of the forward")
+    parser.add_argument("--backward", action="store_true", help="the backward kernel's stages instead of the forward")
     parser.add_argument("--models", default="ModifiedMLP,MLP", help="comma-separated subset of the networks")
     parser.add_argument("--workers", type=int, default=os.cpu_count(), help="compiles side by side")
     args = parser.parse_args()

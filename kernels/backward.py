@@ -43,7 +43,7 @@ from pinnfast.models import ModifiedMLP
 from .jets import (DEFAULT_PRECISION, PLANES, _activate, _burgers_terms, _input_layers, _input_rule, _linear, _member,
                    _output_channel, _pre_activation, _product, _slot_layout, _slot_rows, _tanh, _tanh_rule,
                    _value_and_partner,
-                   BLOCKS, backward_launch_config, check_supported, halving_tile_on_overflow, is_ensemble, launch,
+                   BLOCKS, backward_launch_config, check_block, check_supported, halving_tile_on_overflow, is_ensemble, launch,
                    members_of, packed_weights, per_member_nu, point_stride)
 
 BURGERS_SPEC = JetSpec(FIRST, SECOND)
@@ -91,22 +91,29 @@ def _gate_backward(a, z, d, is_value, is_ds, is_second, half):
 def _encoder_backward(x_ptr, rows, row_mask, w_ptr, b_ptr, grad_jet, u, dir_slot, is_value, is_second, g_w_ptr,
                       g_b_ptr, IN_DIM: tl.constexpr, WP: tl.constexpr):
     """An encoder (h = tanh(x W' + b'), r = W'[direction], both recomputed) from ∂L/∂(its jet h; g r; −2 h g r²),
-    one gate layer's share, into its partial ∂W', ∂b': through ∂L/∂h per (unit, point) and ∂L/∂r per (unit, slot),
-    the two things the jet is made of (∂/∂h: 1; −2 h r; −2 r² (1 − 3h²). ∂/∂r: g; −4 h g r). Linear in the jet's
-    gradient, so each gate layer adds its share in its own launch."""
+    summed over the gate layers, into its partial ∂W', ∂b': through ∂L/∂h per (unit, point) and ∂L/∂r per (unit,
+    slot), the two things the jet is made of (∂/∂h: 1; −2 h r; −2 r² (1 − 3h²). ∂/∂r: g; −4 h g r)."""
     h = _tanh(_pre_activation(x_ptr, rows, row_mask, w_ptr, b_ptr, u, IN_DIM, WP))
     r = _slot_rows(w_ptr, dir_slot, u, WP)
     g = 1.0 - h * h
     by_h = tl.where(is_value, 1.0, tl.where(is_second, -2.0 * r * r * (1.0 - 3.0 * h * h), -2.0 * h * r))
     by_r = tl.where(is_value, 0.0, tl.where(is_second, -4.0 * h * g * r, g))
     grad_r = tl.sum(tl.sum(grad_jet * by_r, axis=4, keep_dims=True), axis=1, keep_dims=True)
-    grad_pre = g * _over_slots(grad_jet * by_h)
+    _input_weight_grads(x_ptr, rows, row_mask, g * _over_slots(grad_jet * by_h), grad_r, dir_slot, g_w_ptr, g_b_ptr,
+                        IN_DIM, WP)
+
+
+@triton.jit
+def _input_weight_grads(x_ptr, rows, row_mask, grad_pre, grad_row, dir_slot, g_w_ptr, g_b_ptr, IN_DIM: tl.constexpr,
+                        WP: tl.constexpr):
+    """An input-side layer's partial ∂b' += Σ ∂L/∂pre and ∂W'[i] += Σ x_i ∂L/∂pre + Σ over the slots of direction i
+    of ∂L/∂(W'[i]) (``grad_row``: the slots' rows W'[dir] enter the jet directly)."""
     units = tl.arange(0, WP)
     _accumulate(g_b_ptr, units, _unit_sum(grad_pre, WP))
     for i in tl.static_range(IN_DIM):
         x_i = tl.load(x_ptr + rows * IN_DIM + i, mask=row_mask, other=0.0)
         _accumulate(g_w_ptr + i * WP, units,
-                    _unit_sum(grad_pre * x_i, WP) + _unit_sum(tl.where(dir_slot == i, grad_r, 0.0), WP))
+                    _unit_sum(grad_pre * x_i, WP) + _unit_sum(tl.where(dir_slot == i, grad_row, 0.0), WP))
 
 
 @triton.jit
@@ -128,13 +135,8 @@ def _input_backward(x_ptr, rows, row_mask, w_ptr, b_ptr, g_w_ptr, g_b_ptr, a, u,
     pre = _pre_activation(x_ptr, rows, row_mask, w_ptr, b_ptr, u, IN_DIM, WP)
     z = tl.where(is_value, pre, tl.where(half == 0, _slot_rows(w_ptr, dir_slot, u, WP), 0.0))
     grad_z = _tanh_backward(z, a, is_value, is_ds, is_second, is_live, half)
-    grad_pre = tl.where(is_value, grad_z, 0.0)
-    units = tl.arange(0, WP)
-    _accumulate(g_b_ptr, units, _unit_sum(grad_pre, WP))
-    for i in tl.static_range(IN_DIM):
-        x_i = tl.load(x_ptr + rows * IN_DIM + i, mask=row_mask, other=0.0)
-        row_grad = grad_pre * x_i + tl.where((half == 0) & (dir_slot == i), grad_z, 0.0)
-        _accumulate(g_w_ptr + i * WP, units, _unit_sum(row_grad, WP))
+    _input_weight_grads(x_ptr, rows, row_mask, tl.where(is_value, grad_z, 0.0), tl.where(half == 0, grad_z, 0.0),
+                        dir_slot, g_w_ptr, g_b_ptr, IN_DIM, WP)
 
 
 @triton.jit
@@ -158,9 +160,16 @@ def _zero(ptr, SIZE: tl.constexpr):
     tl.store(ptr + tl.arange(0, SIZE), tl.zeros((SIZE,), tl.float32))
 
 
+# the stash, per point: Z_0 … Z_{DEPTH−1} (each then its ∂Z), T_0 … T_{DEPTH−1}, then these (the MLP: only GRAD_T)
+GRAD_T = tl.constexpr(0)  # ∂L/∂T of the layer being walked back (first T_DEPTH)
+D_JET = tl.constexpr(1)  # M3's D = V − U
+GRAD_U = tl.constexpr(2)  # M3: ∂L/∂U and ∂L/∂V of the encoders' jets, summed over the gate layers
+GRAD_V = tl.constexpr(3)
+
+
 @triton.jit
 def _program(x_ptr, w_in_ptr, b_in_ptr, w_h_ptr, b_h_ptr, w_out_ptr, b_out_ptr, nu_ptr, stash_ptr, g_w_in_ptr,
-             g_b_in_ptr, g_w_h_ptr, g_b_h_ptr, g_w_out_ptr, g_b_out_ptr, g_scalar_ptr, x_stride, stash_points,
+             g_b_in_ptr, g_w_h_ptr, g_b_h_ptr, g_w_out_ptr, g_b_out_ptr, g_scalar_ptr, x_stride, stash_member,
              IN_DIM: tl.constexpr, OUT_DIM: tl.constexpr, WP: tl.constexpr, DEPTH: tl.constexpr,
              MODIFIED: tl.constexpr, ENSEMBLE: tl.constexpr, H: tl.constexpr):
     """This program's view: its member's points, weights, ν and stash, and its own partials (layout:
@@ -170,7 +179,7 @@ def _program(x_ptr, w_in_ptr, b_in_ptr, w_h_ptr, b_h_ptr, w_out_ptr, b_out_ptr, 
     if ENSEMBLE:
         member = tl.program_id(1).to(tl.int64)
         slot += member * tl.num_programs(0)
-        stash_ptr += member * (2 * DEPTH + (4 if MODIFIED else 2)) * stash_points * (2 * H) * WP  # _stash_jets
+        stash_ptr += member * stash_member
         x_ptr, w_in_ptr, b_in_ptr, w_h_ptr, b_h_ptr, w_out_ptr, b_out_ptr, nu_ptr = _member(
             x_ptr, w_in_ptr, b_in_ptr, w_h_ptr, b_h_ptr, w_out_ptr, b_out_ptr, nu_ptr, member, x_stride, IN_DIM,
             OUT_DIM, WP, DEPTH, MODIFIED)
@@ -241,13 +250,13 @@ def _forward_tile(x_ptr, rows, row_mask, w_in_ptr, b_in_ptr, w_h_ptr, b_h_ptr, l
     if layer == 0:
         _stash_store(place + DEPTH * jet, offsets, t)
         if MODIFIED:
-            _stash_store(place + 2 * DEPTH * jet, offsets,
+            _stash_store(place + (2 * DEPTH + D_JET) * jet, offsets,
                          _input_rule(h_v, r_v, is_value, is_second) - _input_rule(h_u, r_u, is_value, is_second))
     else:
         t = _stash_load(place + (DEPTH + layer) * jet, offsets, written)
     z = _linear(t, w_h_ptr + layer * PLANES * WP * WP, b_h_ptr + layer * WP, u, is_value, WP, NC, PRECISION)
     _stash_store(place + layer * jet, offsets, z)
-    output = tl.where(layer + 1 < DEPTH, DEPTH + layer + 1, 2 * DEPTH + 1)  # T_{layer+1}'s place, T_DEPTH's in ∂L/∂T's
+    output = tl.where(layer + 1 < DEPTH, DEPTH + layer + 1, 2 * DEPTH + GRAD_T)  # T_DEPTH goes where ∂L/∂T will
     _stash_store(place + output * jet, offsets, _activate(z, h_u, h_v, r_u, r_v, is_value, is_second, is_live, half,
                                                           MODIFIED))
 
@@ -298,32 +307,32 @@ def _output_layer_tile(t, w_out_ptr, b_out_ptr, nu_ptr, grad_out_ptr, map_s_ptr,
 
 
 @triton.jit
-def _hidden_layer_tile(layer, place, offsets, written, jet, w_h_ptr, g_b_h, u, half, is_value, is_ds, is_second,
+def _hidden_layer_tile(layer, place, offsets, written, jet, w_h_ptr, g_b_h, half, is_value, is_ds, is_second,
                        is_live, WP: tl.constexpr, DEPTH: tl.constexpr, MODIFIED: tl.constexpr, NC: tl.constexpr,
                        PRECISION: tl.constexpr):
     """HIDDEN_LAYER, all but ∂W: from the stashed ∂L/∂T_{layer+1}, Z (and M3's D), ∂Z and the partial ∂b; ∂Z goes
     into Z's place (for WEIGHT_GRADIENT), ∂L/∂T_layer = W ∂Z into ∂L/∂T_{layer+1}'s; M3's encoders' jets U and V
     get a − ∂D and ∂D, summed over the gate layers in the stash (INPUT_LAYER takes them through the encoders)."""
-    a = _stash_load(place + (2 * DEPTH + 1) * jet, offsets, written)
+    a = _stash_load(place + (2 * DEPTH + GRAD_T) * jet, offsets, written)
     z = _stash_load(place + layer * jet, offsets, written)
     if MODIFIED:
         a = tl.where(is_live, a, 0.0)
         z_act, _h, _g, _z_part = _tanh_rule(z, is_value, is_second, half)
         grad_z_jet, grad_d = _gate_backward(a, tl.where(is_live, z_act, 0.0),
-                                            _stash_load(place + 2 * DEPTH * jet, offsets, written),
+                                            _stash_load(place + (2 * DEPTH + D_JET) * jet, offsets, written),
                                             is_value, is_ds, is_second, half)
         grad_u = a - grad_d
         if layer < DEPTH - 1:
-            grad_u += _stash_load(place + (2 * DEPTH + 2) * jet, offsets, written)
-            grad_d += _stash_load(place + (2 * DEPTH + 3) * jet, offsets, written)
-        _stash_store(place + (2 * DEPTH + 2) * jet, offsets, grad_u)
-        _stash_store(place + (2 * DEPTH + 3) * jet, offsets, grad_d)
+            grad_u += _stash_load(place + (2 * DEPTH + GRAD_U) * jet, offsets, written)
+            grad_d += _stash_load(place + (2 * DEPTH + GRAD_V) * jet, offsets, written)
+        _stash_store(place + (2 * DEPTH + GRAD_U) * jet, offsets, grad_u)
+        _stash_store(place + (2 * DEPTH + GRAD_V) * jet, offsets, grad_d)
         a = grad_z_jet
     grad_z = _tanh_backward(z, a, is_value, is_ds, is_second, is_live, half)
     _accumulate(g_b_h + layer * WP, tl.arange(0, WP), _unit_sum(tl.where(is_value, grad_z, 0.0), WP))
     _stash_store(place + layer * jet, offsets, grad_z)
-    _stash_store(place + (2 * DEPTH + 1) * jet, offsets, tl.reshape(
-        _product(grad_z, w_h_ptr + layer * PLANES * WP * WP, 3, False, WP, WP, NC, PRECISION), offsets.shape))
+    _stash_store(place + (2 * DEPTH + GRAD_T) * jet, offsets,
+                 _product(grad_z, w_h_ptr + layer * PLANES * WP * WP, 3, False, WP, NC, PRECISION))
 
 
 @triton.jit
@@ -336,20 +345,20 @@ def _input_layer_tile(x_ptr, rows, row_mask, w_in_ptr, b_in_ptr, g_w_in, g_b_in,
     FIRST: tl.constexpr = 2 if MODIFIED else 0
     if MODIFIED:
         _encoder_backward(x_ptr, rows, row_mask, w_in_ptr, b_in_ptr,
-                          _stash_load(place + (2 * DEPTH + 2) * jet, offsets, written), u, dir_slot, is_value,
+                          _stash_load(place + (2 * DEPTH + GRAD_U) * jet, offsets, written), u, dir_slot, is_value,
                           is_second, g_w_in, g_b_in, IN_DIM, WP)
         _encoder_backward(x_ptr, rows, row_mask, w_in_ptr + LAYER, b_in_ptr + WP,
-                          _stash_load(place + (2 * DEPTH + 3) * jet, offsets, written), u, dir_slot, is_value,
+                          _stash_load(place + (2 * DEPTH + GRAD_V) * jet, offsets, written), u, dir_slot, is_value,
                           is_second, g_w_in + LAYER, g_b_in + WP, IN_DIM, WP)
     _input_backward(x_ptr, rows, row_mask, w_in_ptr + FIRST * LAYER, b_in_ptr + FIRST * WP, g_w_in + FIRST * LAYER,
-                    g_b_in + FIRST * WP, _stash_load(place + (2 * DEPTH + 1) * jet, offsets, written), u, dir_slot,
+                    g_b_in + FIRST * WP, _stash_load(place + (2 * DEPTH + GRAD_T) * jet, offsets, written), u, dir_slot,
                     is_value, is_ds, is_second, is_live, half, IN_DIM, WP)
 
 
 FORWARD_LAYER, OUTPUT_LAYER, HIDDEN_LAYER, WEIGHT_GRADIENT, INPUT_LAYER = (tl.constexpr(stage) for stage in range(5))
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["row0", "layer", "zero_partials"])
 def mlp_jets_backward_kernel(
     x_ptr, w_in_ptr, b_in_ptr, dirs_s_ptr, dirs_o_ptr, w_h_ptr, b_h_ptr, w_out_ptr, b_out_ptr,
     map_s_ptr, map_o_ptr, map_ss_ptr, grad_out_ptr, nu_ptr, stash_ptr,
@@ -357,18 +366,20 @@ def mlp_jets_backward_kernel(
     row0, n_chunk, stash_points, layer, zero_partials, coef,
     IN_DIM: tl.constexpr, OUT_DIM: tl.constexpr, WP: tl.constexpr, DEPTH: tl.constexpr,
     NSP: tl.constexpr, NOP: tl.constexpr, MODIFIED: tl.constexpr, ENSEMBLE: tl.constexpr, BURGERS: tl.constexpr,
-    STAGE: tl.constexpr, B: tl.constexpr, PRECISION: tl.constexpr,
+    STASH_JETS: tl.constexpr, STAGE: tl.constexpr, B: tl.constexpr, PRECISION: tl.constexpr,
 ):
     """One stage of the backward (``STAGES``) over tiles pid, pid + P, ... of a chunk of points (rows ``row0`` …
     ``row0 + n_chunk − 1``), through the stash; ``layer``: the hidden layer of HIDDEN_LAYER and WEIGHT_GRADIENT.
     The first FORWARD_LAYER launch (``zero_partials``) zeroes this program's partials (nothing is read before it is
-    written)."""
+    written). The stash: STASH_JETS jets of ``jet`` floats per member, each ``stash_points`` points (a multiple of
+    the largest tile)."""
     H: tl.constexpr = 4 if 1 + NSP + NOP <= 4 else (8 if 1 + NSP + NOP <= 8 else 16)
     NC: tl.constexpr = 2 * H * B
+    jet = stash_points * (2 * H) * WP  # computed here, not passed: the compiler then knows its alignment
     (x_ptr, w_in_ptr, b_in_ptr, w_h_ptr, b_h_ptr, w_out_ptr, b_out_ptr, nu_ptr, stash, g_w_in, g_b_in, g_w_h, g_b_h,
      g_w_out, g_b_out, g_scalar) = _program(
         x_ptr, w_in_ptr, b_in_ptr, w_h_ptr, b_h_ptr, w_out_ptr, b_out_ptr, nu_ptr, stash_ptr, g_w_in_ptr, g_b_in_ptr,
-        g_w_h_ptr, g_b_h_ptr, g_w_out_ptr, g_b_out_ptr, g_scalar_ptr, x_stride, stash_points, IN_DIM, OUT_DIM, WP,
+        g_w_h_ptr, g_b_h_ptr, g_w_out_ptr, g_b_out_ptr, g_scalar_ptr, x_stride, STASH_JETS * jet, IN_DIM, OUT_DIM, WP,
         DEPTH, MODIFIED, ENSEMBLE, H)
     member = 0
     if ENSEMBLE:
@@ -379,7 +390,6 @@ def mlp_jets_backward_kernel(
                            MODIFIED)
     u, ph, pl, half, j, is_value, is_ds, is_do, is_second, is_live, dir_slot = _slot_layout(
         dirs_s_ptr, dirs_o_ptr, WP, NSP, NOP, B, H)
-    jet = stash_points * (2 * H) * WP  # floats per stash jet (their order: _stash_jets)
     grad_w = tl.zeros((WP, WP), tl.float32)  # WEIGHT_GRADIENT's ∂W [in, out], over all of the program's tiles
     tile = tl.program_id(0)
     while tile < tl.cdiv(n_chunk, B):  # (a while loop: the interpreter cannot range over a runtime bound)
@@ -390,13 +400,13 @@ def mlp_jets_backward_kernel(
                           jet, u, half, dir_slot, is_value, is_second, is_live, IN_DIM, WP, DEPTH, MODIFIED, NC,
                           PRECISION)
         elif STAGE == OUTPUT_LAYER:
-            _stash_store(place + (2 * DEPTH + 1) * jet, offsets, _output_layer_tile(
-                _stash_load(place + (2 * DEPTH + 1) * jet, offsets, written), w_out_ptr, b_out_ptr, nu_ptr,
+            _stash_store(place + (2 * DEPTH + GRAD_T) * jet, offsets, _output_layer_tile(
+                _stash_load(place + (2 * DEPTH + GRAD_T) * jet, offsets, written), w_out_ptr, b_out_ptr, nu_ptr,
                 grad_out_ptr, map_s_ptr, map_o_ptr, map_ss_ptr, rows, row_mask, g_w_out, g_b_out, g_scalar, N,
                 members, member, coef, u, half, j, is_value, is_ds, is_do, is_second, OUT_DIM, WP, NSP, BURGERS, B,
                 H))
         elif STAGE == HIDDEN_LAYER:
-            _hidden_layer_tile(layer, place, offsets, written, jet, w_h_ptr, g_b_h, u, half, is_value, is_ds,
+            _hidden_layer_tile(layer, place, offsets, written, jet, w_h_ptr, g_b_h, half, is_value, is_ds,
                                is_second, is_live, WP, DEPTH, MODIFIED, NC, PRECISION)
         elif STAGE == WEIGHT_GRADIENT:  # ∂W += T ∂Zᵀ, one product per tile over all its slots
             grad_w = tl.dot(tl.reshape(_stash_load(place + (DEPTH + layer) * jet, offsets, written), (WP, NC)),
@@ -424,10 +434,8 @@ STAGES = {name: stage.value for name, stage in [("forward_layer", FORWARD_LAYER)
 
 
 def _stash_jets(meta):
-    """Jets per point in the stash, in this order: Z_0 … Z_{DEPTH−1} (each then its ∂Z), T_0 … T_{DEPTH−1}, M3's D
-    (a slot the MLP leaves unused), ∂L/∂T (first T_DEPTH), and for M3 the gradients of the encoders' jets U and V
-    summed over the gate layers."""
-    return 2 * meta["DEPTH"] + (4 if meta["MODIFIED"] else 2)
+    """Jets per point in the stash: Z and T of every hidden layer, then GRAD_T (and for M3 D_JET, GRAD_U, GRAD_V)."""
+    return 2 * meta["DEPTH"] + 1 + (GRAD_V.value if meta["MODIFIED"] else GRAD_T.value)
 
 
 def _slots(meta):
@@ -456,11 +464,32 @@ def backward_programs(device, tiles, programs=None, members=1):
 
 
 def chunk_points(meta, n, members=1, chunk=None):
-    """Points per chunk: all of them when the stash of that many (for every member) fits in ``STASH_FLOATS`` (or
-    ``chunk``), else the most that do, a multiple of the largest tile."""
+    """Points per chunk: as many as ``chunk`` (all by default) while the stash of that many, for every member, fits
+    in ``STASH_FLOATS`` (its offsets stay 32-bit), else the most that do, a multiple of the largest tile."""
     per_point = members * _stash_jets(meta) * _slots(meta) * meta["WP"]
-    limit = chunk or max(BLOCKS[-1], STASH_FLOATS // per_point // BLOCKS[-1] * BLOCKS[-1])
-    return min(n, limit)
+    limit = max(BLOCKS[-1], STASH_FLOATS // per_point // BLOCKS[-1] * BLOCKS[-1])
+    return min(n, chunk or limit, limit)
+
+
+def stage_constexprs(meta, burgers, precision, stage):
+    """The constexprs of a stage's launch but its tile ``B``."""
+    return dict(meta, BURGERS=burgers, PRECISION=precision, STASH_JETS=_stash_jets(meta), STAGE=STAGES[stage])
+
+
+def new_stash(meta, members, points, device):
+    """The stash of a chunk of ``points`` points: ``torch.empty``, every jet is written before it is read (its
+    points padded to the largest tile, so that every tile's last row lies inside)."""
+    padded = triton.cdiv(points, BLOCKS[-1]) * BLOCKS[-1]
+    return torch.empty(members, _stash_jets(meta), padded, _slots(meta), meta["WP"], dtype=torch.float32,
+                       device=device)
+
+
+def launch_order(depth):
+    """(stage, layer) of a chunk's launches: the forward layer by layer, the output layer, the hidden layers back
+    (each: the rules, then ∂W), the input layer."""
+    forward = [("forward_layer", k) for k in range(depth)]
+    back = [(stage, k) for k in reversed(range(depth)) for stage in ("hidden_layer", "weight_gradient")]
+    return [*forward, ("output_layer", 0), *back, ("input_layer", 0)]
 
 
 def launch_backward(model, x, spec, precision, *, grad_out=None, nu=None, block=None, programs=None, warps=None,
@@ -469,19 +498,22 @@ def launch_backward(model, x, spec, precision, *, grad_out=None, nu=None, block=
     member axis, see :func:`new_partials`), from ``grad_out`` (jets layout) or, when ``grad_out`` is None, from
     the Burgers residual loss at ν, one per member (then ``scalars`` = (L_r, ∂L_r/∂ν) per member).
 
-    Per chunk of points (:func:`chunk_points`), the stages of ``STAGES`` in order, each with its own tile and warps
-    from the backward table. ``block``, ``warps`` and ``programs`` (per member) override the table for every stage
-    (tuning, tests); ``chunk`` the points per chunk."""
+    Per chunk of points (:func:`chunk_points`), the launches of :func:`launch_order`, each stage with its own tile
+    and warps from the backward table. ``block``, ``warps`` and ``programs`` (per member) override the table for
+    every stage (tuning, tests); ``chunk`` the points per chunk."""
+    check_block(block)
     burgers = grad_out is None
     packed = packed_weights(model, spec, x.device)
     meta = packed["meta"]
     configs = {name: backward_launch_config(meta, burgers, precision, name) for name in STAGES}
     n, members = x.shape[-2], members_of(model)
+    if n == 0:
+        return {name: partial.zero_().sum(1) for name, partial in new_partials(meta, members, 1, x.device).items()}
+    x = x.contiguous()
     dummy = x.new_zeros(1)
     grad_out = dummy if burgers else grad_out.contiguous().float()
     nu = dummy if nu is None else nu.detach().float().reshape(members).contiguous()
     points = chunk_points(meta, n, members, chunk)
-    stash_points = triton.cdiv(points, BLOCKS[-1]) * BLOCKS[-1]  # every tile's last row inside the stash
 
     def run(largest):
         tiles = {name: (min(block or tile, largest), warps or tile_warps)
@@ -489,18 +521,16 @@ def launch_backward(model, x, spec, precision, *, grad_out=None, nu=None, block=
         programs_used = backward_programs(x.device, triton.cdiv(points, min(t for t, _ in tiles.values())), programs,
                                           members)
         partials = new_partials(meta, members, programs_used, x.device)
-        stash = torch.empty(members, _stash_jets(meta), stash_points, _slots(meta), meta["WP"],
-                            dtype=torch.float32, device=x.device)
+        stash = new_stash(meta, members, points, x.device)
         for row0 in range(0, n, points):
-            common = (x.contiguous(), *packed["tensors"], grad_out, nu, stash, *partials.values(), n, members,
-                      point_stride(x), row0, min(points, n - row0), stash_points)
-            forward = [("forward_layer", k) for k in range(meta["DEPTH"])]
-            backward = [(name, k) for k in reversed(range(meta["DEPTH"])) for name in ("hidden_layer", "weight_gradient")]
-            for name, layer in [*forward, ("output_layer", 0), *backward, ("input_layer", 0)]:
+            common = (x, *packed["tensors"], grad_out, nu, stash, *partials.values(), n, members, point_stride(x),
+                      row0, min(points, n - row0), stash.shape[2])
+            for name, layer in launch_order(meta["DEPTH"]):
                 tile, tile_warps = tiles[name]
+                first = row0 == 0 and name == "forward_layer" and layer == 0  # each program zeroes its partials
                 mlp_jets_backward_kernel[(programs_used, members)](
-                    *common, layer, int(row0 == 0 and name == "forward_layer" and layer == 0), 1.0 / n, **meta, BURGERS=burgers, STAGE=STAGES[name], B=tile,
-                    PRECISION=precision, num_warps=tile_warps, num_stages=1)
+                    *common, layer, int(first), 1.0 / n, **stage_constexprs(meta, burgers, precision, name), B=tile,
+                    num_warps=tile_warps, num_stages=1)
         return {name: partial.sum(1) for name, partial in partials.items()}  # a fixed-order, atomic-free reduction
 
     return halving_tile_on_overflow(run, max(block or tile for tile, _ in configs.values()), model, spec)

@@ -92,27 +92,25 @@ PLANES = tl.constexpr(5)  # per hidden layer: W (in, out); tf32 high, low of W�
 @triton.jit
 def _linear(t, w_ptr, b_ptr, u, is_value, WP: tl.constexpr, N: tl.constexpr, PRECISION: tl.constexpr):
     """Zᵀ = Wᵀ Tᵀ + [value] b: one (WP, WP) × (WP, N) product for every slot of the tile."""
-    z = tl.reshape(_product(t, w_ptr, 1, True, WP, WP, N, PRECISION), t.shape)
+    z = _product(t, w_ptr, 1, True, WP, N, PRECISION)
     return z + tl.where(is_value, tl.load(b_ptr + u), 0.0)
 
 
 @triton.jit
-def _product(t, w_ptr, HIGH: tl.constexpr, TRANSPOSED: tl.constexpr, M: tl.constexpr, WP: tl.constexpr,
-             N: tl.constexpr, PRECISION: tl.constexpr):
-    """A Tᵀ for every slot of the tile, (M, N): A = Wᵀ (forward, TRANSPOSED) or W (backward), from the layer's
-    planes; M rows of A from ``w_ptr``'s first (the backward takes a wide layer's rows in blocks).
+def _product(t, w_ptr, HIGH: tl.constexpr, TRANSPOSED: tl.constexpr, WP: tl.constexpr, N: tl.constexpr,
+             PRECISION: tl.constexpr):
+    """A Tᵀ for every slot of the tile, A = Wᵀ (forward, TRANSPOSED) or W (backward), from the layer's planes.
 
     ``w_ptr`` holds the planes of ``PLANES``: W (in, out) for ieee's FMAs, and the tf32 high and low parts of A
     (planes HIGH, HIGH + 1), split on the host and K-major, so that the A operand goes from memory to shared memory
     untouched and wgmma reads it there: no register copy of A (which made W=128 spill).
     tf32x3 is A_hi T_lo + A_lo T_hi + A_hi T_hi (small terms first); the jet's halves are split in registers."""
-    rows = tl.arange(0, M)
     units = tl.arange(0, WP)
-    plane = rows[:, None] * WP + units[None, :]  # plane[row, k]: K contiguous
+    plane = units[:, None] * WP + units[None, :]  # plane[row, k]: K contiguous
     t2 = tl.reshape(t, (WP, N))
     if PRECISION == "ieee":  # A read from W: the layout the FMA product compiles best from (no spill at W=64)
         if TRANSPOSED:
-            z = tl.dot(tl.load(w_ptr + units[None, :] * WP + rows[:, None]), t2, input_precision="ieee")
+            z = tl.dot(tl.load(w_ptr + units[None, :] * WP + units[:, None]), t2, input_precision="ieee")
         else:
             z = tl.dot(tl.load(w_ptr + plane), t2, input_precision="ieee")
     else:
@@ -129,7 +127,7 @@ def _product(t, w_ptr, HIGH: tl.constexpr, TRANSPOSED: tl.constexpr, M: tl.const
                 z = tl.dot(a_hi, t_hi, z, input_precision="tf32")
             else:
                 z = tl.dot(a_hi, t_hi, input_precision="tf32")
-    return z
+    return tl.reshape(z, t.shape)
 
 
 @triton.jit
@@ -325,6 +323,12 @@ MAX_WIDTH, MAX_IN_DIM, MAX_OUT_DIM = 128, 4, 4
 BLOCKS = (4, 8, 16, 32)  # points per program: a multiple of POINT_LO
 
 
+def check_block(block):
+    """A tile asked for by hand (tuning, tests) must be one of ``BLOCKS``: the layouts assume it."""
+    if block is not None and block not in BLOCKS:
+        raise PinnfastError(f"block must be one of {', '.join(map(str, BLOCKS))} points, got {block!r}")
+
+
 def launch_key(meta, burgers, precision):
     return (meta["MODIFIED"], burgers, meta["WP"], meta["NSP"], meta["NOP"], meta["IN_DIM"], meta["OUT_DIM"],
             precision)
@@ -510,8 +514,7 @@ def launch(model, x, spec, out, nu, burgers, precision, block=None):
     """Run the kernel over every tile of ``x`` and every ensemble member into ``out`` (jets layout ``(C, [K,] N,
     out)``, or ``([K,] N, 4)`` for Burgers; ``nu`` one per member); tile and warps from the launch table unless
     ``block`` is given."""
-    if block is not None and block not in BLOCKS:
-        raise PinnfastError(f"block must be one of {', '.join(map(str, BLOCKS))} points, got {block!r}")
+    check_block(block)
     n = x.shape[-2]
     if n == 0:
         return out

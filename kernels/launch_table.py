@@ -142,7 +142,7 @@ BACKWARD_LAUNCH_TABLE = {'forward_layer': {(False, False, 16, 1, 1, 3, 2, 'tf32x
                  (True, False, 16, 1, 1, 3, 2, 'tf32x3'): (16, 4),
                  (True, False, 32, 1, 1, 3, 2, 'tf32x3'): (16, 4),
                  (True, False, 64, 1, 1, 3, 2, 'tf32x3'): (16, 4),
-                 (True, False, 128, 1, 1, 3, 2, 'tf32x3'): (8, 8),
+                 (True, False, 128, 1, 1, 3, 2, 'tf32x3'): (8, 4),
                  (True, True, 16, 2, 1, 3, 2, 'tf32x3'): (16, 4),
                  (True, True, 32, 2, 1, 3, 2, 'tf32x3'): (16, 4),
                  (True, True, 64, 2, 1, 3, 2, 'tf32x3'): (16, 4),

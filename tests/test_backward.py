@@ -1,8 +1,9 @@
-"""The fused backward kernels against float64 autograd of the reference jets, under the interpreter.
+"""The backward kernel's stages against float64 autograd of the reference jets, under the interpreter.
 
-Fresh random models, points and upstream gradients per check; the per-program partial gradients poisoned with NaN
-before every launch (each program must write all of its own); widths that are not powers of two; N not a multiple
-of the tile; several tiles per persistent program.
+Fresh random models, points and upstream gradients per check; the per-program partial gradients and the stash
+poisoned with NaN before every call (each program must write all of its partials before it adds to them, every
+stage must read only what an earlier stage wrote); widths that are not powers of two; N not a multiple of the
+tile; several tiles per persistent program; stages on tiles of their own; chunks of points.
 """
 import itertools
 
@@ -28,10 +29,12 @@ N_POINTS = 37  # 3 programs × tiles of 4 or 8 points: several tiles per program
 
 
 @pytest.fixture(autouse=True)
-def poisoned_partials(monkeypatch):
-    original = backward.new_partials
+def poisoned_buffers(monkeypatch):
+    """Partial gradients and the stash filled with NaN before the launches: what is read must have been written."""
+    partials, stash = backward.new_partials, backward.new_stash
     monkeypatch.setattr(backward, "new_partials",
-                        lambda *args: {k: v.fill_(float("nan")) for k, v in original(*args).items()})
+                        lambda *args: {k: v.fill_(float("nan")) for k, v in partials(*args).items()})
+    monkeypatch.setattr(backward, "new_stash", lambda *args: stash(*args).fill_(float("nan")))
 
 
 def _spec_for(in_dim, index):
@@ -130,18 +133,47 @@ def test_program_count_changes_only_the_round_off(rng):
         assert _round_off(a, b, magnitude) <= 1e-6
 
 
-@pytest.mark.parametrize("burgers", [False, True])
-def test_chunks_of_points_give_the_gradients_of_one(burgers, rng):
-    """Point sets larger than the stash go through in chunks, each with all of its launches (the partials zeroed by
-    the first chunk's, accumulated by the others'): chunks of 13 points and a partial last one give the gradients
-    of one chunk to round-off."""
-    model = random_model(pf.ModifiedMLP, 3, 2, 24, 2, True, rng, dtype=torch.float32)
+TILES_OF_THEIR_OWN = {"forward_layer": (4, 4), "output_layer": (16, 4), "hidden_layer": (8, 4),
+                      "weight_gradient": (32, 4), "input_layer": (4, 4)}
+
+
+def _tiles_of_their_own(monkeypatch):
+    """Each stage of the backward on another tile: each reads quads of the stash that other tiles wrote."""
+    monkeypatch.setattr(backward, "backward_launch_config", lambda meta, burgers, precision, stage:
+                        TILES_OF_THEIR_OWN[stage])
+
+
+@pytest.mark.parametrize("kind,chunk", [(pf.MLP, None), (pf.ModifiedMLP, 13), (pf.MLP, 13)])
+def test_stages_with_tiles_of_their_own_in_chunks(kind, chunk, monkeypatch, rng):
+    """Every stage on its own tile, the points in one chunk or in chunks of 13 and a partial one (the partials
+    zeroed by the first chunk's launches, the stash reused): the gradients of float64 autograd."""
+    _tiles_of_their_own(monkeypatch)
+    model = random_model(kind, 3, 2, 16, 2, True, rng, dtype=torch.float32)
     x = random_points(model, 45, rng, dtype=torch.float32)
-    spec = backward.BURGERS_SPEC if burgers else JetSpec((0,), (1,))
-    upstream = None if burgers else torch.randn(spec.n_outputs, 45, 2, generator=rng)
-    nu = 0.005 + 0.1 * torch.rand(1, generator=rng) if burgers else None
-    whole, chunked = (backward.launch_backward(model, x, spec, "ieee", grad_out=upstream, nu=nu, block=4, programs=2,
-                                               chunk=chunk) for chunk in (None, 13))
+    spec = JetSpec((0, 1), (0,))
+    upstream = torch.randn(spec.n_outputs, 45, 2, generator=rng)
+    meta = backward.packed_weights(model, spec, x.device)["meta"]
+    assert backward.chunk_points(meta, 45, 1, chunk) == (chunk or 45)
+    reference = _float64_copy(model)
+    jets = pf.taylor_jets(reference, x.double(), spec.first, spec.second, backend="autograd")
+    expected = torch.autograd.grad(jets, list(reference.parameters()), upstream.double())
+    actual = backward.model_gradients(model, backward.launch_backward(model, x, spec, "ieee", grad_out=upstream,
+                                                                      programs=2, chunk=chunk))
+    for name, got, want, magnitude in zip([n for n, _ in model.named_parameters()], actual, expected,
+                                          _jets_magnitudes(model, x, spec, upstream)):
+        assert _round_off(got, want, magnitude) <= 1e-4, name
+
+
+def test_ensemble_burgers_loss_in_chunks_with_tiles_of_their_own(rng, monkeypatch):
+    """An ensemble's Burgers loss, every stage on its own tile, in chunks of 13 points: each member's loss, ∂L/∂ν
+    and gradients as one chunk on one tile gives them, to round-off."""
+    members = 2
+    model = _ensemble_model(pf.ModifiedMLP, members, 16, 2, rng)
+    x = torch.stack([random_points(model.member(0), 45, rng, dtype=torch.float32) for _ in range(members)])
+    nu = 0.005 + 0.1 * torch.rand(members, generator=rng)
+    whole = backward.launch_backward(model, x, backward.BURGERS_SPEC, "ieee", nu=nu, block=4, programs=2)
+    _tiles_of_their_own(monkeypatch)
+    chunked = backward.launch_backward(model, x, backward.BURGERS_SPEC, "ieee", nu=nu, programs=2, chunk=13)
     for name in whole:
         scale = whole[name].abs().max().item()
         torch.testing.assert_close(chunked[name], whole[name], rtol=1e-5, atol=1e-6 * scale, msg=name)

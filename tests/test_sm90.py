@@ -1,6 +1,6 @@
 """What an H100 makes of the default kernel configurations, checked on the CPU: each compiles for sm_90a with the
 launcher's own tile and warps, spills nothing, fits in shared memory, and `precision` reaches the hardware. The
-backward's five kernels (for the Burgers loss and for the data loss's value backward) are held to that for the
+backward kernel's five stages (for the Burgers loss and for the data loss's value backward) are held to that for the
 trainer's default network and the two benchmark networks.
 
 The compiles run in a subprocess without TRITON_INTERPRET (under the interpreter a kernel cannot be compiled)."""
@@ -29,10 +29,10 @@ def compiled(width, depth, burgers, precision, tile_and_warps=None, spec=JetSpec
     meta = kernel.pack_weights(ModifiedMLP(3, 2, width, depth), spec, "cpu")["meta"]
     block, warps = tile_and_warps or (kernel.backward_launch_config(meta, burgers, precision, stage) if stage
                                       else kernel.launch_config(meta, burgers, precision))
-    constexprs = dict(meta, BURGERS=burgers, PRECISION=precision, B=block)
-    if stage:
-        constexprs["STAGE"] = backward.STAGES[stage]
-    r = sm90.compile_sm90(constexprs, warps, backward.mlp_jets_backward_kernel if stage else kernel.mlp_jets_kernel)
+    constexprs = (backward.stage_constexprs(meta, burgers, precision, stage) if stage
+                  else dict(meta, BURGERS=burgers, PRECISION=precision))
+    r = sm90.compile_sm90(dict(constexprs, B=block), warps,
+                          backward.mlp_jets_backward_kernel if stage else kernel.mlp_jets_kernel)
     return dict(spill=r.spill_bytes, shared=r.shared_bytes, fits_shared=r.shared_bytes <= sm90.H100_SHARED_BYTES,
                 tensor=r.sass["HMMA"] + r.sass["HGMMA"], ffma=r.sass["FFMA"])
 
