@@ -23,6 +23,7 @@ after every section, a failed section is a row of the final table, and a correct
     steps; and the main job's step (the defaults) on the triton backend for one network and for an ensemble of 8
     in one batched launch per loss, each eager and as CUDA graphs (checked against the eager steps in (a));
 (e) `pinnfast infer` on the shipped example, end to end (a subprocess; the wall time a user sees);
+(f) where the backward's time goes: each stage's share, the stash's traffic in GB/s, chunks that L2 holds;
 plus the card's fp32 and tf32 matrix-product ceilings measured in the same run.
 """
 import argparse
@@ -46,6 +47,7 @@ import pinnfast as pf  # noqa: E402
 from pinnfast.burgers import FIRST, SECOND, residuals_from_jets  # noqa: E402
 from pinnfast.jets import JetSpec  # noqa: E402
 from pinnfast.kernels import PRECISIONS, burgers_fields, burgers_loss  # noqa: E402
+from pinnfast.kernels import backward as backward_kernels  # noqa: E402
 from pinnfast.kernels import jets as kernel  # noqa: E402
 from side_by_side import run_side_by_side  # noqa: E402
 from timing import timed  # noqa: E402
@@ -55,6 +57,13 @@ TOLERANCE = {"value_first": 1e-5, "second": 1e-4}  # the accuracy a precision mo
 REQUIRED = {"ieee": TOLERANCE, "tf32x3": TOLERANCE, "tf32": {"value_first": 1e-2, "second": 1e-1}}
 GRADIENT_TOLERANCE = {"ieee": 1e-4, "tf32x3": 1e-4, "tf32": 1e-1}  # relative, every parameter and ν
 RESULTS = []
+L2_CHUNK = 2048  # points per chunk of the backward whose stash L2 holds (about 50 MB at W=64 L=4)
+
+
+def backward_traffic(depth):
+    """Jets per point that the backward's stages read and write in the stash (M3): 8·depth + 1 read, 6·depth + 3
+    written (kernels/backward.py, launch_order)."""
+    return 14 * depth + 4
 
 
 def log(**row):
@@ -394,6 +403,69 @@ def time_train_steps(device, smoke, baselines):
                     log(**row)
 
 
+class StageTimer:
+    """Stands in for the backward kernel and times every launch by its stage (CUDA events; the wall clock in a
+    smoke run): the stages share one kernel name, so a profiler cannot tell them apart."""
+
+    def __init__(self, kernel, device):
+        self.kernel, self.device, self.launches = kernel, device, []
+
+    def __getitem__(self, grid):
+        launch = self.kernel[grid]
+
+        def timed_launch(*args, **kwargs):
+            if self.device.type == "cuda":
+                start, stop = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+                start.record()
+                launch(*args, **kwargs)
+                stop.record()
+                self.launches.append((kwargs["STAGE"], start, stop))
+            else:
+                start = time.perf_counter()
+                launch(*args, **kwargs)
+                self.launches.append((kwargs["STAGE"], start, time.perf_counter()))
+        return timed_launch
+
+    def milliseconds(self):
+        """Per stage name: the summed time of its launches since the last call."""
+        if self.device.type == "cuda":
+            torch.cuda.synchronize()
+        names = {value: name for name, value in backward_kernels.STAGES.items()}
+        per_stage = dict.fromkeys(backward_kernels.STAGES, 0.0)
+        for stage, start, stop in self.launches:
+            per_stage[names[stage]] += (start.elapsed_time(stop) if self.device.type == "cuda"
+                                        else (stop - start) * 1e3)
+        self.launches.clear()
+        return per_stage
+
+
+def time_backward_stages(device, smoke, repeats=5):
+    """(f) Where the backward's time goes, for section (d)'s Burgers loss (M3, Nr points): each stage's share of the
+    launches, the whole call with all points in one chunk and in chunks of ``L2_CHUNK`` (a stash that L2 holds at
+    W=64 L=4), and the stash's traffic (``backward_traffic``) over the whole call's time."""
+    for width, depth in step_configs(smoke):
+        n = step_config(width, depth, smoke)["n_collocation"]
+        torch.manual_seed(0)
+        model = pf.ModifiedMLP(3, 2, width, depth).to(device)
+        x, nu = torch.rand(n, 3, device=device), torch.tensor(0.02, device=device)
+        spec = backward_kernels.BURGERS_SPEC
+        backward_kernels.launch_backward(model, x, spec, "tf32x3", nu=nu)  # compiled and warm
+        meta = kernel.packed_weights(model, spec, device)["meta"]
+        stash_bytes = backward_traffic(depth) * backward_kernels.jet_floats(meta) * 4 * n
+        timer = StageTimer(backward_kernels.mlp_jets_backward_kernel, device)
+        backward_kernels.mlp_jets_backward_kernel = timer
+        try:
+            for _ in range(repeats):
+                backward_kernels.launch_backward(model, x, spec, "tf32x3", nu=nu)
+            per_stage = {stage: ms / repeats for stage, ms in timer.milliseconds().items()}
+        finally:
+            backward_kernels.mlp_jets_backward_kernel = timer.kernel
+        whole = {chunk: timed(lambda: backward_kernels.launch_backward(model, x, spec, "tf32x3", nu=nu, chunk=chunk),
+                              smoke) for chunk in (None, L2_CHUNK)}
+        log(kind="backward_stages", width=width, depth=depth, N=n, stages_ms=per_stage, ms=whole[None],
+            ms_l2_chunks=whole[L2_CHUNK], stash_GB=stash_bytes / 1e9, GB_per_s=stash_bytes / whole[None] / 1e6)
+
+
 def time_ensemble_steps(device, smoke):
     """The main job's step (the defaults: M4, W=32 L=3, 512 + 512 points, annealing every 10th) on the triton
     backend for one network and for an ensemble of ``ENSEMBLE`` as one batched launch per loss (what the error
@@ -498,6 +570,11 @@ def table():
                 lines.append(f"  {r['impl']:24s} failed: {r['error'][:60]}")
                 continue
             lines.append(f"  {r['impl']:24s} {r['ms']:9.3f} {r['ms'] / ours['ms'] if ours else float('nan'):18.2f}")
+    for r in (r for r in RESULTS if r["kind"] == "backward_stages"):
+        lines.append(f"backward (Burgers loss) W={r['width']} L={r['depth']} N={r['N']}: {r['ms']:.3f} ms, "
+                     f"{r['ms_l2_chunks']:.3f} ms in chunks of {L2_CHUNK}; stash {r['stash_GB']:.2f} GB, "
+                     f"{r['GB_per_s']:.0f} GB/s; per stage (ms) " + ", ".join(
+                         f"{stage} {ms:.3f}" for stage, ms in r["stages_ms"].items()))
     ensemble = {(r["members"], r["graphs"]): r for r in RESULTS if r["kind"] == "ensemble_step"}
     if ensemble:
         one = ensemble.get((1, False), {}).get("ms")
@@ -600,6 +677,7 @@ def main():
     if not args.quick:
         sections += [("ceilings", time_ceilings), ("residual_eval", lambda d, s: time_residuals(d, s, baselines)),
                      ("train_step", lambda d, s: time_train_steps(d, s, baselines)),
+                     ("backward_stages", time_backward_stages),
                      ("ensemble_step", time_ensemble_steps), ("stream", stream_large),
                      ("infer", lambda d, s: time_infer(d, s, deadline))]
     for section, step in sections:

@@ -438,6 +438,11 @@ def _stash_jets(meta):
     return 2 * meta["DEPTH"] + 1 + (GRAD_V.value if meta["MODIFIED"] else GRAD_T.value)
 
 
+def jet_floats(meta):
+    """Floats per point of one jet in the stash: every slot of every unit."""
+    return _slots(meta) * meta["WP"]
+
+
 def _slots(meta):
     """Slots per tile column group (2H), as the kernel's H."""
     live = 1 + meta["NSP"] + meta["NOP"]
@@ -466,7 +471,7 @@ def backward_programs(device, tiles, programs=None, members=1):
 def chunk_points(meta, n, members=1, chunk=None):
     """Points per chunk: as many as ``chunk`` (all by default) while the stash of that many, for every member, fits
     in ``STASH_FLOATS`` (its offsets stay 32-bit), else the most that do, a multiple of the largest tile."""
-    per_point = members * _stash_jets(meta) * _slots(meta) * meta["WP"]
+    per_point = members * _stash_jets(meta) * jet_floats(meta)
     limit = max(BLOCKS[-1], STASH_FLOATS // per_point // BLOCKS[-1] * BLOCKS[-1])
     return min(n, chunk or limit, limit)
 

@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from pinnfast.kernels.backward import STAGES
+
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_report.py"
 
 
@@ -42,6 +44,8 @@ def test_gpu_report_smoke_run(tmp_path):
     assert [r["precision"] for r in ensemble] == ["ieee"] and ensemble[0]["passed"]  # all three on a GPU
     assert {r["members"] for r in rows if r["kind"] == "ensemble_step" and "ms" in r} == {1, 2}  # 1 and 8 on a GPU
     assert [r for r in rows if r["kind"] == "stream" and r["finite"]]
+    [stages] = [r for r in rows if r["kind"] == "backward_stages"]  # every stage launched and timed
+    assert set(stages["stages_ms"]) == set(STAGES) and all(ms > 0 for ms in stages["stages_ms"].values())
     assert result.stdout.rstrip().splitlines()[-1].startswith("streamed N=")
 
 
