@@ -165,11 +165,11 @@ def test_stages_with_tiles_of_their_own_in_chunks(kind, chunk, monkeypatch, rng)
 
 
 def test_ensemble_burgers_loss_in_chunks_with_tiles_of_their_own(rng, monkeypatch):
-    """An ensemble's Burgers loss, every stage on its own tile, in chunks of 13 points: each member's loss, ∂L/∂ν
-    and gradients as one chunk on one tile gives them, to round-off."""
+    """An ensemble's Burgers loss, every stage on its own tile, in chunks of 13 points (two and a partial one): each
+    member's loss, ∂L/∂ν and gradients as one chunk on one tile gives them, to round-off."""
     members = 2
-    model = _ensemble_model(pf.ModifiedMLP, members, 16, 2, rng)
-    x = torch.stack([random_points(model.member(0), 45, rng, dtype=torch.float32) for _ in range(members)])
+    model = _ensemble_model(pf.ModifiedMLP, members, 16, 1, rng)
+    x = torch.stack([random_points(model.member(0), 33, rng, dtype=torch.float32) for _ in range(members)])
     nu = 0.005 + 0.1 * torch.rand(members, generator=rng)
     whole = backward.launch_backward(model, x, backward.BURGERS_SPEC, "ieee", nu=nu, block=4, programs=2)
     _tiles_of_their_own(monkeypatch)
