@@ -47,8 +47,10 @@ BACKWARD_TILE_UNITS = 1024  # the backward's stages try tiles of at most this ma
 # (name, in_dim, out_dim, first, second, fused Burgers)
 KERNELS = (("burgers_fields", 3, 2, (0, 1, 2), (0, 1), True), ("jets_burgers", 3, 2, (0, 1, 2), (0, 1), False),
            ("jets_helmholtz", 2, 1, (), (0, 1), False), ("jets_kg_initial", 2, 1, (1,), (), False))
-# the backward (each of its stages): the Burgers residual loss, and the value-only backward of the data loss
-BACKWARD_WORKLOADS = (("burgers_loss", 3, 2, (0, 1, 2), (0, 1), True), ("value_backward", 3, 2, (), (), False))
+# the backward (each of its stages): the Burgers residual loss, the value-only backward of the data loss, and the
+# backward of taylor_jets(backend="triton") with Burgers' derivatives (its table entries serve any fewer channels)
+BACKWARD_WORKLOADS = (("burgers_loss", 3, 2, (0, 1, 2), (0, 1), True), ("value_backward", 3, 2, (), (), False),
+                      ("jets_backward", 3, 2, (0, 1, 2), (0, 1), False))
 TABLE_FILE = Path(__file__).resolve().parents[1] / "kernels" / "launch_table.py"
 
 
