@@ -426,8 +426,8 @@ def mlp_jets_backward_kernel(
 PROGRAMS_PER_SM = 2  # persistent programs: enough to fill the GPU, few partials to reduce
 INTERPRETED_PROGRAMS = 2
 STASH_FLOATS = 1 << 28  # the largest stash (1 GiB): larger point sets go through in chunks
-# the backward's stages, in launch order per chunk (HIDDEN_LAYER and WEIGHT_GRADIENT once per hidden layer, the
-# last first), each with its own tile and warps from the backward table
+# the backward's stages (their launches per chunk: launch_order), each with its own tile and warps from the backward
+# table
 STAGES = {name: stage.value for name, stage in [("forward_layer", FORWARD_LAYER), ("output_layer", OUTPUT_LAYER),
                                                 ("hidden_layer", HIDDEN_LAYER), ("weight_gradient", WEIGHT_GRADIENT),
                                                 ("input_layer", INPUT_LAYER)]}
