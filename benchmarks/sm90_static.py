@@ -108,11 +108,10 @@ def configurations(precisions=kernel.PRECISIONS, widths=PADDED_WIDTHS, depth=4, 
                     for stage in backward.STAGES if backward_pass else [None]:
                         block, warps = (kernel.backward_launch_config(meta, burgers, precision, stage) if stage
                                         else kernel.launch_config(meta, burgers, precision))
-                        label = dict(kernel=name, model=model_name, WP=wp, precision=precision)
-                        constexprs = dict(meta, BURGERS=burgers, PRECISION=precision)
-                        if stage:
-                            label["stage"] = stage
-                            constexprs = backward.stage_constexprs(meta, burgers, precision, stage)
+                        label = dict(kernel=name, model=model_name, WP=wp, precision=precision,
+                                     **({"stage": stage} if stage else {}))
+                        constexprs = (backward.stage_constexprs(meta, burgers, precision, stage) if stage
+                                      else dict(meta, BURGERS=burgers, PRECISION=precision))
                         yield label, constexprs, block, warps
 
 
@@ -190,7 +189,8 @@ def main():
             rows.append(row)
             print(json.dumps(row), flush=True)
     if args.search:
-        forward, backward_tables = dict(kernel.LAUNCH_TABLE), {k: dict(v) for k, v in kernel.BACKWARD_LAUNCH_TABLE.items()}
+        forward = dict(kernel.LAUNCH_TABLE)
+        backward_tables = {stage: dict(table) for stage, table in kernel.BACKWARD_LAUNCH_TABLE.items()}
         for r in rows:
             table = backward_tables.setdefault(r["stage"], {}) if args.backward else forward
             table[tuple(r["key"])] = (r["tile"], r["warps"])
