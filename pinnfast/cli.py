@@ -22,8 +22,8 @@ from .errors import PinnfastError, PinnfastWarning
 from .pde import from_factory, symbol
 from .runfolder import (CHECKPOINT, DIAGNOSE_JSON, DIAGNOSE_NPZ, DIAGNOSE_PNG, METRICS_CSV, PLOT, load_checkpoint,
                         write_result)
-from .trainer import (BACKENDS, DEVICES, MODELS, PROBLEMS, TrainConfig, Trainer, TrainingDiverged, load_run,
-                      resume_target)
+from .trainer import (BACKENDS, COMPILE_MIN_STEPS, DEVICES, MODELS, PROBLEMS, TrainConfig, Trainer, TrainingDiverged,
+                      load_run, resume_target)
 
 DEFAULTS = TrainConfig()
 INTERRUPTED = 130  # the shell's code for a run stopped by Ctrl-C
@@ -269,11 +269,13 @@ def _run_options(command, run_flags):
                               "then reported after both (default 0: none)")
     command.add_argument("--float64", action="store_const", const="float64",
                          help="train in float64 (torch backend; about 2× the time of the default float32)")
-    command.add_argument("--compile", action="store_const", const=True,
+    command.add_argument("--compile", action=argparse.BooleanOptionalAction,
                          help="compile the losses with torch.compile (torch backend): about half the time per step "
-                              "on a CPU, after a first compile of about a minute on 2 cores (seconds once torch's "
-                              "cache holds it: it pays from the second run on, or from about 10,000 steps); "
-                              "without a working compiler the run goes on uncompiled, with a warning")
+                              "on a CPU, after a first compile of about half a minute on 2 cores (seconds once "
+                              "torch's cache holds it); if the compiler fails the run goes on uncompiled, with a "
+                              "warning. Default: on for a Burgers run on the CPU (one process, float32, one "
+                              f"network) of at least {COMPILE_MIN_STEPS} steps when a C++ compiler is found, off "
+                              "otherwise")
     command.add_argument("--cuda-graphs", action="store_const", const=True,
                          help="on a CUDA GPU, replay each kind of training step as a CUDA graph after the ν "
                               "warm-up: one launch per step instead of hundreds (Adam then runs capturable: results "
@@ -475,6 +477,8 @@ def _new_config(args):
     """The TrainConfig of a new run: the options given, defaults for the rest."""
     given = {field: getattr(args, _dest(flag), None) for flag, field in RUN_OPTIONS.items()}
     given.update({name: getattr(args, name) for name in STOPPING}, steps=args.steps)
+    if given["compile"] is None:
+        given["compile"] = "auto"
     return TrainConfig(**{field: value for field, value in given.items() if value is not None})
 
 
@@ -523,6 +527,9 @@ def _train(args):
 def _train_and_report(trainer, args, out):
     """Train to the target, write the result and the figure, print each learned unknown (Ctrl-C and a diverged
     run keep their last checkpoint and plot the history so far)."""
+    if trainer.config.compile and not trainer.finished and not args.quiet:
+        print("pinnfast: compiling the losses with torch.compile first (about half a minute on 2 cores the first "
+              "time, seconds once torch has cached it; --no-compile trains without)", file=sys.stderr)
     try:
         result = trainer.run(progress=not args.quiet)
     except (KeyboardInterrupt, TrainingDiverged) as exc:
@@ -542,7 +549,9 @@ def _train_and_report(trainer, args, out):
     write_result(out, result)
     _plot(out, result)
     learned = [_nu_message(result, name) for name in trainer.unknowns] or [f"loss = {result['loss']:.4g}"]
-    print("\n".join(learned) + f" after {result['steps']} steps ({result['seconds']:.1f} s); results in {out}")
+    compiling = f", {result['compile_seconds']:.1f} s of it compiling" if result["compile_seconds"] else ""
+    print("\n".join(learned) + f" after {result['steps']} steps ({result['seconds']:.1f} s{compiling}); results in "
+          f"{out}")
 
 
 class _Interrupted(Exception):

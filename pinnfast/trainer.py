@@ -15,6 +15,7 @@ import dataclasses
 import importlib.util
 import math
 import os
+import shutil
 import time
 import warnings
 from pathlib import Path
@@ -54,6 +55,10 @@ ERROR_EVERY = 250  # steps between samples of ν's sub-box jackknife error (the 
 LOSS_SETTLED = 0.9  # a data loss still falls when its median over the run's last quarter is below this × the one before
 PROBLEMS = ("burgers", "helmholtz", "klein-gordon")
 COMPILER = "inductor"  # torch.compile's backend for compile=True: fused C++ (CPU) or Triton (GPU) kernels
+# compile="auto" compiles runs whose target is at least this many steps. On the 2-core CPU a compile saves about
+# 3.4 ms of a default step's 6.7 and costs about 30 s the first time (paid back after about 9000 steps), 3 s once
+# torch has cached it (after about 1000): BENCHMARKS.md
+COMPILE_MIN_STEPS = 5000
 
 
 @dataclasses.dataclass
@@ -73,8 +78,9 @@ class TrainConfig:
     settled (it moved by at most ``DRIFT_FRACTION × tol`` over the second half of the run and the data loss no
     longer falls; ``stop_when_settled=False`` trains exactly ``steps``); ``lbfgs_steps`` > 0 adds an L-BFGS finish
     on a fixed batch. ``compile`` runs the losses (forward and backward) through ``torch.compile`` (torch backend):
-    about half the time per step on a CPU, after a first compile of about a minute on 2 cores (seconds once torch's
-    on-disk cache holds it); where the compiler is missing or fails, the run goes on uncompiled, with a warning.
+    about half the time per step on a CPU, after a first compile of about half a minute on 2 cores (seconds once
+    torch's on-disk cache holds it); where the compiler is missing or fails, the run goes on uncompiled, with a warning.
+    ``"auto"`` (the command line's default) decides by :func:`resolve_compile`.
     ``cuda_graphs`` (CUDA, one process, triton backend) replays each kind of step as a CUDA graph
     (:mod:`pinnfast.graphs`) after the ν warm-up; Adam then runs ``capturable``, with the learning rates as device
     tensors, so its results differ from an eager run's in the last bits (a resumed graph run repeats its
@@ -127,7 +133,7 @@ class TrainConfig:
     stop_when_settled: bool = True
     min_steps: int = 3000
     lbfgs_steps: int = 0
-    compile: bool = False
+    compile: bool = False  # or "auto"
     cuda_graphs: bool = False
     bootstrap: bool = False
 
@@ -158,7 +164,9 @@ class TrainConfig:
         if self.bootstrap and self.ensemble < 2:
             raise PinnfastError("--bootstrap resamples the observations of an ensemble's members: use it with "
                                 "--ensemble K (K >= 2)")
-        if self.cuda_graphs and self.compile:
+        if self.compile not in (True, False, "auto"):
+            raise PinnfastError(f"compile must be True, False or 'auto', got {self.compile!r}")
+        if self.cuda_graphs and self.compile is True:
             raise PinnfastError("--cuda-graphs and --compile exclude each other: use one of them")
 
     @classmethod
@@ -184,6 +192,19 @@ def resolve_device(device):
         if device == "cpu":
             print("pinnfast: no GPU found, running on the CPU")
     return local_device(torch.device(device))
+
+
+def resolve_compile(config, device, world=1):
+    """``compile="auto"`` → True where compiling is known to pay: a CPU (where it halves the step; on a GPU the
+    fused kernels run), one process, the torch backend's float32 Burgers network (its losses are tested to trace as
+    one graph), a target of at least ``COMPILE_MIN_STEPS`` steps, and a C++ compiler (``$CXX``, else g++) on the
+    PATH; False otherwise. True and False stand as given."""
+    if config.compile != "auto":
+        return config.compile
+    return (device.type == "cpu" and world == 1 and config.backend in ("auto", "torch")
+            and config.problem == "burgers" and config.dtype == "float32" and config.members is None
+            and not config.cuda_graphs and config.steps >= COMPILE_MIN_STEPS
+            and shutil.which(os.environ.get("CXX", "g++")) is not None)
 
 
 def resolve_backend(config, device):
@@ -279,6 +300,7 @@ class Trainer:
         self.config, self.out_dir, self.device = config, Path(out_dir), resolve_device(device)
         self.overwrite, self.nu_true = overwrite, nu_true
         self.ranks = Ranks()
+        config.compile = resolve_compile(config, self.device, self.ranks.world)
         torch.manual_seed(config.seed)
         source = str(data_path) if data_path is not None else "observations"
         self.data = None
@@ -320,6 +342,7 @@ class Trainer:
             self.weights = FixedWeights(n_terms, self.device, members=config.members)
         self.generator = torch.Generator(self.device).manual_seed(self.ranks.seed(config.seed))
         self.step, self.seconds, self.checkpoint_step, self.lbfgs_done = 0, 0.0, None, False
+        self.compile_seconds = 0.0  # of ``seconds``: torch.compile's first call (every compile of a resumed run)
         self.graphs = self._graphs() if config.cuda_graphs else None
         self.error_samples = []  # [step, {unknown: [jackknife standard error per member]}], rank 0's
         names = self.problem.term_names
@@ -419,9 +442,11 @@ class Trainer:
 
     def _compiled_losses(self):
         """``problem.losses`` through ``torch.compile``, compiled here on one batch (forward and backward: where the
-        compiler does its work) drawn without advancing the run's random stream; on any failure of the compiler
-        (no C++ compiler, an operation it cannot lower) the uncompiled losses, with a warning."""
+        compiler does its work) drawn without advancing the run's random stream, timed in ``compile_seconds``; on
+        any failure of the compiler (no C++ compiler, an operation it cannot lower) the uncompiled losses, with a
+        warning."""
         state, donating = self.generator.get_state(), torch._functorch.config.donated_buffer
+        started = time.perf_counter()
         try:
             # An annealing step runs several reverse passes through one graph (retain_graph), which torch forbids
             # for backward graphs that reuse ("donate") their saved buffers; it checks the setting at every backward
@@ -438,6 +463,7 @@ class Trainer:
             return self.problem.losses
         finally:
             self.generator.set_state(state)
+            self.compile_seconds += time.perf_counter() - started
         return compiled
 
     def _annealed_gradients(self, loss_r, terms):
@@ -666,7 +692,7 @@ class Trainer:
         table = metrics_table(self.out_dir) if self.step > 0 else None
         result = {"problem": self.config.problem, "model": self.config.model, "steps": self.step,
                   "target_steps": self.config.steps, "lbfgs_steps": self.config.lbfgs_steps if self.lbfgs_done else 0,
-                  "seconds": self.seconds, "device": str(self.device),
+                  "seconds": self.seconds, "compile_seconds": self.compile_seconds, "device": str(self.device),
                   "backend": self.backend, "world_size": self.ranks.world}
         if self.physical:
             trained = table[table["step"] > self.config.nu_warmup] if table is not None else []
@@ -808,6 +834,7 @@ class Trainer:
         if self.ranks.main:
             save_checkpoint(self.out_dir, {
                 "config": dataclasses.asdict(self.config), "step": self.step, "seconds": self.seconds,
+                "compile_seconds": self.compile_seconds,
                 "problem": self.problem.state_dict(), "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict(), "weights": self.weights.state_dict(),
                 "generators": generators, "world_size": self.ranks.world, "device_type": self.device.type,
@@ -870,6 +897,7 @@ class Trainer:
         generators = state["generators"] if "generators" in state else [state["generator"]]  # older: one stream
         trainer.generator.set_state(generators[trainer.ranks.rank])
         trainer.step, trainer.seconds = state["step"], state["seconds"]
+        trainer.compile_seconds = state.get("compile_seconds", 0.0)  # older checkpoints: not recorded
         if config.cuda_graphs:
             trainer._device_learning_rates()
         trainer.lbfgs_done = state.get("lbfgs_done", False)

@@ -73,6 +73,11 @@ def test_record_of_a_pinnfast_run_and_the_table(tmp_path, capsys):
         assert nu == metrics["nu"][step - 1]
         assert np.isclose(seconds, step * result["seconds"] / 40)
     assert ours["nu"] == result["nu"] and ours["nu_how"] == "mean over steps 31–40"
+    # a compiled run spends its compile in its first step: the steps after it share the rest of the time
+    (run_dir / "result.json").write_text(json.dumps(dict(result, compile_seconds=0.75 * result["seconds"])))
+    compiled = peer.pinnfast_record(run_dir, 0.05, log_every=10)
+    for step, seconds, _ in compiled["log"][1:]:
+        assert np.isclose(seconds, result["seconds"] * (0.75 + 0.25 * step / 40))
 
     (run_dir / "result.json").unlink()  # as when stopped at the cap: read from the checkpoint, last iterate
     stopped = peer.pinnfast_record(run_dir, 0.05, log_every=10)
@@ -88,12 +93,17 @@ def test_record_of_a_pinnfast_run_and_the_table(tmp_path, capsys):
                 log=[[0, 0.0, 0.05], [10, 10.0, 0.0201], [20, 20.0, 0.02001], [30, 30.0, 0.01999], [40, 40.0, 0.02],
                      [50, 50.0, 0.02]])
     rows = _rows(peer.comparison_table(theirs, ours, 0.02))
-    assert rows["ms per step"] == ["400.0", "1000.0", "0.4× |"]
-    assert rows["steps; training s; wall s (start-up included)"][:2] == ["125; 50 (cap); 55", "50; 50; 52"]
+    assert rows["ms per step (a compile left out)"] == ["400.0", "1000.0", "0.4× |"]
+    assert rows["steps; training s (a compile included); wall s (start-up included)"][:2] == ["125; 50 (cap); 55",
+                                                                                              "50; 50; 52"]
     assert rows["ν error at 10 s"][:2] == ["+50.00 %", "+0.50 %"]
     assert rows["time to 1 %: first"] == ["20 s", "10 s", "2.0× |"]
     assert rows["time to 1 %: held to the end"] == ["40 s", "10 s", "4.0× |"]
     assert rows["time to 0.1 %: held to the end"] == ["not reached", "20 s", "> 2.5× |"]
+    rows = _rows(peer.comparison_table(theirs, dict(ours, compile_seconds=20.0), 0.02))  # pinnfast compiled first
+    assert rows["ms per step (a compile left out)"][1] == "600.0"
+    assert rows["steps; training s (a compile included); wall s (start-up included)"][1] == \
+        "50; 50 (20 s of it compiling); 52"
     # within only at the last sample: not "held", and no ratio from it
     ours["log"][-2][2] = 0.0203
     rows = _rows(peer.comparison_table(theirs, ours, 0.02))

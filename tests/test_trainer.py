@@ -121,6 +121,56 @@ def test_compile_is_for_the_torch_backend(tmp_path):
         pf.trainer.resolve_backend(pf.TrainConfig(compile=True, backend="triton"), torch.device("cuda"))
 
 
+def test_auto_compiles_long_burgers_runs_on_the_cpu_only(monkeypatch):
+    """compile="auto" (the command line's default) is True only where compiling is known to pay; True and False
+    stand as given; anything else is one clear error."""
+    monkeypatch.setattr(pf.trainer.shutil, "which", lambda name: f"/usr/bin/{name}")
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    long_run = dict(compile="auto", steps=pf.trainer.COMPILE_MIN_STEPS)
+    assert pf.trainer.resolve_compile(pf.TrainConfig(**long_run), cpu) is True
+    for config, device, world in [
+        (pf.TrainConfig(**dict(long_run, steps=pf.trainer.COMPILE_MIN_STEPS - 1)), cpu, 1),  # too short to pay
+        (pf.TrainConfig(**long_run), cuda, 1),  # the fused kernels run on a GPU
+        (pf.TrainConfig(**long_run), cpu, 2),  # each process would compile on the same cores
+        (pf.TrainConfig(**long_run, dtype="float64"), cpu, 1),
+        (pf.TrainConfig(**long_run, ensemble=3), cpu, 1),
+        (pf.TrainConfig(**long_run, problem="helmholtz"), cpu, 1),
+        (pf.TrainConfig(**long_run, backend="triton"), cpu, 1),
+    ]:
+        assert pf.trainer.resolve_compile(config, device, world) is False, (config, device, world)
+    for given in (True, False):
+        assert pf.trainer.resolve_compile(pf.TrainConfig(compile=given, steps=5), cuda, 2) is given
+    monkeypatch.setattr(pf.trainer.shutil, "which", lambda name: None)  # no C++ compiler: no warning, uncompiled
+    assert pf.trainer.resolve_compile(pf.TrainConfig(**long_run), cpu) is False
+    with pytest.raises(pf.PinnfastError, match="compile must be True, False or 'auto', got 'yes'"):
+        pf.TrainConfig(compile="yes").validate()
+
+
+def test_the_command_line_compiles_by_default_where_it_pays(tmp_path, capsys, monkeypatch):
+    """`infer` passes compile="auto": a long CPU run is compiled (and its checkpoint says so: a resume keeps it), a
+    short one is not, and --no-compile / --compile decide."""
+    monkeypatch.setattr(pf.trainer.shutil, "which", lambda name: f"/usr/bin/{name}")
+    parser = pf.cli._parser()
+    data = ["--data", str(tmp_path / "obs.npz")]
+    pf.save_observations(data[1], _observations())
+
+    def resolved(*options):
+        config = pf.cli._new_config(parser.parse_args(["infer", "--out", str(tmp_path / "run"), *data, *options]))
+        return pf.Trainer(_observations(), config, tmp_path / "run", "cpu").config.compile
+
+    assert resolved() is True and resolved("--no-compile") is False
+    assert resolved("--steps", "20") is False and resolved("--steps", "20", "--compile") is True
+    code, _, err = run_cli(["infer", "--out", str(tmp_path / "short"), *data, "--steps", "3", "--device", "cpu",
+                            "--quiet"], capsys)
+    assert code == 0 and "compiling" not in err
+    assert torch.load(tmp_path / "short" / CHECKPOINT, weights_only=False)["config"]["compile"] is False
+    monkeypatch.setattr(pf.trainer, "COMPILER", "aot_eager")  # inductor's C++ compile takes half a minute
+    code, _, err = run_cli(["infer", "--out", str(tmp_path / "compiled"), *data, "--steps", "3", "--device", "cpu",
+                            "--compile"], capsys)
+    assert code == 0 and "pinnfast: compiling the losses with torch.compile first" in err
+    assert torch.load(tmp_path / "compiled" / CHECKPOINT, weights_only=False)["config"]["compile"] is True
+
+
 def test_cuda_graphs_need_a_cuda_gpu_one_process_and_no_compile(tmp_path, capsys):
     """Graph mode's refusals, each one line; that graphed steps equal eager ones is checked where CUDA is
     (tests/test_gpu_report.py, and the GPU report)."""
