@@ -1,5 +1,7 @@
 """Training: ν recovery, exact checkpoint/resume, and a clean stop on a non-finite loss."""
 import json
+import os
+import shutil
 
 import numpy as np
 import pytest
@@ -88,6 +90,27 @@ def test_compiled_losses_train_as_the_uncompiled_ones(tmp_path, monkeypatch):
     for p, q in zip(plain.params, compiled.params):
         torch.testing.assert_close(q, p, rtol=1e-5, atol=1e-7)
     assert torch.equal(plain.generator.get_state(), compiled.generator.get_state())
+
+
+@pytest.mark.skipif(shutil.which(os.environ.get("CXX", "g++")) is None, reason="no C++ compiler for inductor")
+def test_inductor_compiles_the_default_network_to_the_same_losses_and_gradients(tmp_path):
+    """What the command line runs on a CPU by default (compile="auto"): inductor's C++ kernels for the default
+    network's losses give the uncompiled losses and gradients on fresh batches, annealing passes included."""
+    config = pf.TrainConfig(compile=True, steps=4, anneal_period=2, nu_warmup=1)
+    trainer = pf.Trainer(_observations(), config, tmp_path / "run", "cpu")
+    for _ in range(config.steps):
+        trainer.train_step()
+    assert trainer.config.compile and trainer._losses is not trainer.problem.losses  # compiled, no fallback
+    for _ in range(2):
+        batch = trainer.problem.sample(trainer.generator)
+        expected, got = trainer.problem.losses(batch), trainer._losses(batch)
+        for want, have in zip([expected[0], *expected[1]], [got[0], *got[1]]):
+            torch.testing.assert_close(have, want, rtol=1e-5, atol=1e-7)
+            grads = [torch.autograd.grad(loss, trainer.params, allow_unused=True, retain_graph=True)
+                     for loss in (want, have)]
+            for g_want, g_have in zip(*grads):
+                if g_want is not None:
+                    torch.testing.assert_close(g_have, g_want, rtol=1e-4, atol=1e-6)
 
 
 @pytest.mark.parametrize("model", ["m1", "m4"])
