@@ -79,8 +79,8 @@ class TrainConfig:
     longer falls; ``stop_when_settled=False`` trains exactly ``steps``); ``lbfgs_steps`` > 0 adds an L-BFGS finish
     on a fixed batch. ``compile`` runs the losses (forward and backward) through ``torch.compile`` (torch backend):
     about half the time per step on a CPU, after a first compile of about half a minute on 2 cores (seconds once
-    torch's on-disk cache holds it); where the compiler is missing or fails, the run goes on uncompiled, with a warning.
-    ``"auto"`` (the command line's default) decides by :func:`resolve_compile`.
+    torch's on-disk cache holds it); where the compiler is missing or fails, the run goes on uncompiled, with a
+    warning. ``"auto"`` (the command line's default) decides by :func:`resolve_compile`.
     ``cuda_graphs`` (CUDA, one process, triton backend) replays each kind of step as a CUDA graph
     (:mod:`pinnfast.graphs`) after the ν warm-up; Adam then runs ``capturable``, with the learning rates as device
     tensors, so its results differ from an eager run's in the last bits (a resumed graph run repeats its
