@@ -54,7 +54,7 @@ def test_training_step(benchmark, tmp_path, model_name, width, depth, n_points):
 
 def test_training_step_compiled(benchmark, tmp_path):
     """The default step (m4, W=32 L=3, 512 + 512 points) with ``compile=True``: the losses through torch.compile
-    (its first call, a warm-up round, compiles: about a minute on 2 cores without torch's on-disk cache)."""
+    (its first call, a warm-up round, compiles: about half a minute on 2 cores without torch's on-disk cache)."""
     benchmark.group = "training step W=32 L=3 Nr=Nd=512"
     config = pf.TrainConfig(n_collocation=512, batch_size=512, compile=True)
     trainer = pf.Trainer(pf.make_observations(0.02, 2000, seed=0), config, tmp_path, "cpu")

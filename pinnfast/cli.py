@@ -191,7 +191,7 @@ def _parser():
                                 description="Train the chosen models with the authors' settings (width 50, Adam "
                                             "1e-3 decayed x0.9 every 1000 steps, 40,001 steps, 128 points per "
                                             "term, the annealing conventions of the authors' code; Burgers: the "
-                                            "infer defaults, ν = 0.05 started from 0.01 and from 0.2) and write "
+                                            "infer defaults, uncompiled, ν = 0.05 started from 0.01 and from 0.2) and write "
                                             "DIR/<problem>_table.md/.json, _fields.png, _curves.png and one run "
                                             "folder per model (and start).")
     repro.add_argument("problem", choices=["helmholtz", "klein-gordon", "burgers"], help="which problem")
@@ -273,7 +273,7 @@ def _run_options(command, run_flags):
                          help="compile the losses with torch.compile (torch backend): about half the time per step "
                               "on a CPU, after a first compile of about half a minute on 2 cores (seconds once "
                               "torch's cache holds it); if the compiler fails the run goes on uncompiled, with a "
-                              "warning. Default: on for a Burgers run on the CPU (one process, float32, one "
+                              "warning. Default: on for an `infer` run on the CPU (one process, float32, one "
                               f"network) of at least {COMPILE_MIN_STEPS} steps when a C++ compiler is found, off "
                               "otherwise")
     command.add_argument("--cuda-graphs", action="store_const", const=True,
@@ -459,7 +459,8 @@ def _resume_state(args, out):
     for flag, field in RUN_OPTIONS.items():
         given = getattr(args, _dest(flag), None)
         if given is not None and given != config[field]:
-            raise PinnfastError(f"{flag} {given} does not match the run in {out} ({config[field]}); leave it out to "
+            shown = flag if given is True else f"--no-{flag[2:]}" if given is False else f"{flag} {given}"
+            raise PinnfastError(f"{shown} does not match the run in {out} ({config[field]}); leave it out to "
                                 "continue that run, or start a new one in another folder")
     target = resume_target(state, args.steps, out)
     if state["step"] >= target:

@@ -56,8 +56,8 @@ LOSS_SETTLED = 0.9  # a data loss still falls when its median over the run's las
 PROBLEMS = ("burgers", "helmholtz", "klein-gordon")
 COMPILER = "inductor"  # torch.compile's backend for compile=True: fused C++ (CPU) or Triton (GPU) kernels
 # compile="auto" compiles runs whose target is at least this many steps. On the 2-core CPU a compile saves about
-# 3.4 ms of a default step's 6.7 and costs about 30 s the first time (paid back after about 9000 steps), 3 s once
-# torch has cached it (after about 1000): BENCHMARKS.md
+# 3.4 ms of a default step's 6.7 and costs about 26 s the first time (paid back after about 8000 steps), 3 s once
+# torch has cached it (after about 1000); the default target, 10,000 steps, bounds a first run's loss: BENCHMARKS.md
 COMPILE_MIN_STEPS = 5000
 
 
@@ -133,7 +133,7 @@ class TrainConfig:
     stop_when_settled: bool = True
     min_steps: int = 3000
     lbfgs_steps: int = 0
-    compile: bool = False  # or "auto"
+    compile: bool | str = False  # True, False or "auto"
     cuda_graphs: bool = False
     bootstrap: bool = False
 
@@ -195,16 +195,23 @@ def resolve_device(device):
 
 
 def resolve_compile(config, device, world=1):
-    """``compile="auto"`` → True where compiling is known to pay: a CPU (where it halves the step; on a GPU the
+    """``compile="auto"`` → True where compiling is expected to pay: a CPU (where it halves the step; on a GPU the
     fused kernels run), one process, the torch backend's float32 Burgers network (its losses are tested to trace as
-    one graph), a target of at least ``COMPILE_MIN_STEPS`` steps, and a C++ compiler (``$CXX``, else g++) on the
-    PATH; False otherwise. True and False stand as given."""
+    one graph), a target of at least ``COMPILE_MIN_STEPS`` steps, and inductor's C++ compiler on the PATH; False
+    otherwise. True and False stand as given."""
     if config.compile != "auto":
         return config.compile
     return (device.type == "cpu" and world == 1 and config.backend in ("auto", "torch")
             and config.problem == "burgers" and config.dtype == "float32" and config.members is None
-            and not config.cuda_graphs and config.steps >= COMPILE_MIN_STEPS
-            and shutil.which(os.environ.get("CXX", "g++")) is not None)
+            and config.steps >= COMPILE_MIN_STEPS and cpp_compiler_found())
+
+
+def cpp_compiler_found():
+    """Whether a C++ compiler that inductor would call (``cpp.cxx`` of its config: ``$CXX``, else g++, clang++ on
+    macOS) is on the PATH; its config is imported here (about 2 s), only when a run may compile."""
+    from torch._inductor import config as inductor
+
+    return any(shutil.which(name) for name in inductor.cpp.cxx if name)
 
 
 def resolve_backend(config, device):
@@ -212,13 +219,13 @@ def resolve_backend(config, device):
     batched launch), torch otherwise; ``triton`` where it cannot run → one clear error."""
     if config.backend == "auto":
         usable = (device.type == "cuda" and config.width <= TRITON_MAX_WIDTH and config.dtype == "float32"
-                  and not config.compile and importlib.util.find_spec("triton") is not None)
+                  and config.compile is not True and importlib.util.find_spec("triton") is not None)
         return "triton" if usable else "torch"
     if config.backend == "triton":
         if config.dtype != "float32":
             raise PinnfastError(f"--backend triton computes in float32; use --backend torch (or auto) with "
                                 f"{config.dtype}")
-        if config.compile:
+        if config.compile is True:
             raise PinnfastError("--compile compiles the torch backend's losses, and the triton backend's kernels "
                                 "are fused already: use --backend triton or --compile with --backend torch (or auto)")
         if config.width > TRITON_MAX_WIDTH:
@@ -442,8 +449,8 @@ class Trainer:
 
     def _compiled_losses(self):
         """``problem.losses`` through ``torch.compile``, compiled here on one batch (forward and backward: where the
-        compiler does its work) drawn without advancing the run's random stream, timed in ``compile_seconds``; on
-        any failure of the compiler (no C++ compiler, an operation it cannot lower) the uncompiled losses, with a
+        compiler does its work) drawn without advancing the run's random stream, timed in ``compile_seconds``
+        (unless it fails); on any failure of the compiler (no C++ compiler, an operation it cannot lower) the uncompiled losses, with a
         warning."""
         state, donating = self.generator.get_state(), torch._functorch.config.donated_buffer
         started = time.perf_counter()
@@ -459,11 +466,11 @@ class Trainer:
             torch._functorch.config.donated_buffer = donating
             self.config.compile = False  # what the run does, as its checkpoints and result.json say
             warnings.warn(f"torch.compile failed ({type(failure).__name__}: {str(failure).strip()[:200]}); "
-                          "training uncompiled", PinnfastWarning, stacklevel=2)
+                          "training uncompiled (--no-compile skips the attempt)", PinnfastWarning, stacklevel=2)
             return self.problem.losses
         finally:
             self.generator.set_state(state)
-            self.compile_seconds += time.perf_counter() - started
+        self.compile_seconds += time.perf_counter() - started
         return compiled
 
     def _annealed_gradients(self, loss_r, terms):

@@ -1,7 +1,5 @@
 """Training: ν recovery, exact checkpoint/resume, and a clean stop on a non-finite loss."""
 import json
-import os
-import shutil
 
 import numpy as np
 import pytest
@@ -92,7 +90,7 @@ def test_compiled_losses_train_as_the_uncompiled_ones(tmp_path, monkeypatch):
     assert torch.equal(plain.generator.get_state(), compiled.generator.get_state())
 
 
-@pytest.mark.skipif(shutil.which(os.environ.get("CXX", "g++")) is None, reason="no C++ compiler for inductor")
+@pytest.mark.skipif(not pf.trainer.cpp_compiler_found(), reason="no C++ compiler for inductor")
 def test_inductor_compiles_the_default_network_to_the_same_losses_and_gradients(tmp_path):
     """What the command line runs on a CPU by default (compile="auto"): inductor's C++ kernels for the default
     network's losses give the uncompiled losses and gradients on fresh batches, annealing passes included."""
@@ -147,7 +145,7 @@ def test_compile_is_for_the_torch_backend(tmp_path):
 def test_auto_compiles_long_burgers_runs_on_the_cpu_only(monkeypatch):
     """compile="auto" (the command line's default) is True only where compiling is known to pay; True and False
     stand as given; anything else is one clear error."""
-    monkeypatch.setattr(pf.trainer.shutil, "which", lambda name: f"/usr/bin/{name}")
+    monkeypatch.setattr(pf.trainer, "cpp_compiler_found", lambda: True)
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
     long_run = dict(compile="auto", steps=pf.trainer.COMPILE_MIN_STEPS)
     assert pf.trainer.resolve_compile(pf.TrainConfig(**long_run), cpu) is True
@@ -163,16 +161,16 @@ def test_auto_compiles_long_burgers_runs_on_the_cpu_only(monkeypatch):
         assert pf.trainer.resolve_compile(config, device, world) is False, (config, device, world)
     for given in (True, False):
         assert pf.trainer.resolve_compile(pf.TrainConfig(compile=given, steps=5), cuda, 2) is given
-    monkeypatch.setattr(pf.trainer.shutil, "which", lambda name: None)  # no C++ compiler: no warning, uncompiled
+    monkeypatch.setattr(pf.trainer, "cpp_compiler_found", lambda: False)  # no C++ compiler: uncompiled, no warning
     assert pf.trainer.resolve_compile(pf.TrainConfig(**long_run), cpu) is False
     with pytest.raises(pf.PinnfastError, match="compile must be True, False or 'auto', got 'yes'"):
         pf.TrainConfig(compile="yes").validate()
 
 
 def test_the_command_line_compiles_by_default_where_it_pays(tmp_path, capsys, monkeypatch):
-    """`infer` passes compile="auto": a long CPU run is compiled (and its checkpoint says so: a resume keeps it), a
-    short one is not, and --no-compile / --compile decide."""
-    monkeypatch.setattr(pf.trainer.shutil, "which", lambda name: f"/usr/bin/{name}")
+    """`infer` passes compile="auto": a long CPU run is compiled, a short one is not, and --no-compile / --compile
+    decide; the checkpoint records what ran, so that a resume keeps it and refuses the other setting."""
+    monkeypatch.setattr(pf.trainer, "cpp_compiler_found", lambda: True)
     parser = pf.cli._parser()
     data = ["--data", str(tmp_path / "obs.npz")]
     pf.save_observations(data[1], _observations())
@@ -183,15 +181,22 @@ def test_the_command_line_compiles_by_default_where_it_pays(tmp_path, capsys, mo
 
     assert resolved() is True and resolved("--no-compile") is False
     assert resolved("--steps", "20") is False and resolved("--steps", "20", "--compile") is True
-    code, _, err = run_cli(["infer", "--out", str(tmp_path / "short"), *data, "--steps", "3", "--device", "cpu",
-                            "--quiet"], capsys)
-    assert code == 0 and "compiling" not in err
+    code, out, err = run_cli(["infer", "--out", str(tmp_path / "short"), *data, "--steps", "3", "--device", "cpu"],
+                             capsys)
+    assert code == 0 and "compiling" not in err + out
     assert torch.load(tmp_path / "short" / CHECKPOINT, weights_only=False)["config"]["compile"] is False
+    assert json.loads((tmp_path / "short" / "result.json").read_text())["compile_seconds"] == 0
     monkeypatch.setattr(pf.trainer, "COMPILER", "aot_eager")  # inductor's C++ compile takes half a minute
-    code, _, err = run_cli(["infer", "--out", str(tmp_path / "compiled"), *data, "--steps", "3", "--device", "cpu",
-                            "--compile"], capsys)
+    compiled = ["infer", "--out", str(tmp_path / "compiled"), "--device", "cpu"]
+    code, out, err = run_cli([*compiled, *data, "--steps", "3", "--compile"], capsys)
     assert code == 0 and "pinnfast: compiling the losses with torch.compile first" in err
+    assert "s of it compiling); results in" in out
     assert torch.load(tmp_path / "compiled" / CHECKPOINT, weights_only=False)["config"]["compile"] is True
+    assert json.loads((tmp_path / "compiled" / "result.json").read_text())["compile_seconds"] > 0
+    code, _, err = run_cli([*compiled, "--steps", "5", "--resume", "--no-compile", "--quiet"], capsys)
+    assert code == 2 and "--no-compile does not match the run in" in err
+    code, _, _ = run_cli([*compiled, "--steps", "5", "--resume", "--quiet"], capsys)
+    assert code == 0 and torch.load(tmp_path / "compiled" / CHECKPOINT, weights_only=False)["config"]["compile"]
 
 
 def test_cuda_graphs_need_a_cuda_gpu_one_process_and_no_compile(tmp_path, capsys):
