@@ -16,9 +16,9 @@ each avoids the stalls of oversubscribed thread pools.
 
 ν is sampled every ``--log-every`` steps of either tool (DeepXDE: a callback with the wall time since training
 began; pinnfast: its metrics.csv, steps mapped to seconds by its compile time, spent in its first step, and its
-mean step rate after it) and compared by the same rule: "first" is when ν first came within the tolerance, "held" from when on it stayed within it to the end of the run
-(counted only when that is at least the last tenth of the run: a run cut by the cap just after ν came within says
-nothing about whether it stays).
+mean step rate after it) and compared by the same rule: "first" is when ν first came within the tolerance, "held"
+from when on it stayed within it to the end of the run (counted only when that is at least the last tenth of the
+run: a run cut by the cap just after ν came within says nothing about whether it stays).
 Times are training time; start-up (imports, data, model set-up) is in the wall time. Prints one markdown table
 and writes peer_deepxde.json (every sample) to ``--work``.
 """

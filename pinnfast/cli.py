@@ -191,9 +191,9 @@ def _parser():
                                 description="Train the chosen models with the authors' settings (width 50, Adam "
                                             "1e-3 decayed x0.9 every 1000 steps, 40,001 steps, 128 points per "
                                             "term, the annealing conventions of the authors' code; Burgers: the "
-                                            "infer defaults, uncompiled, ν = 0.05 started from 0.01 and from 0.2) and write "
-                                            "DIR/<problem>_table.md/.json, _fields.png, _curves.png and one run "
-                                            "folder per model (and start).")
+                                            "infer defaults, uncompiled, ν = 0.05 started from 0.01 and from "
+                                            "0.2) and write DIR/<problem>_table.md/.json, _fields.png, "
+                                            "_curves.png and one run folder per model (and start).")
     repro.add_argument("problem", choices=["helmholtz", "klein-gordon", "burgers"], help="which problem")
     repro.add_argument("--models", default="m1,m2,m3,m4", help="comma-separated models (default m1,m2,m3,m4)")
     repro.add_argument("--steps", type=_positive_int,

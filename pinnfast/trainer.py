@@ -450,8 +450,8 @@ class Trainer:
     def _compiled_losses(self):
         """``problem.losses`` through ``torch.compile``, compiled here on one batch (forward and backward: where the
         compiler does its work) drawn without advancing the run's random stream, timed in ``compile_seconds``
-        (unless it fails); on any failure of the compiler (no C++ compiler, an operation it cannot lower) the uncompiled losses, with a
-        warning."""
+        (unless it fails); on any failure of the compiler (no C++ compiler, an operation it cannot lower) the
+        uncompiled losses, with a warning."""
         state, donating = self.generator.get_state(), torch._functorch.config.donated_buffer
         started = time.perf_counter()
         try:
