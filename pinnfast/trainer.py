@@ -56,8 +56,8 @@ LOSS_SETTLED = 0.9  # a data loss still falls when its median over the run's las
 PROBLEMS = ("burgers", "helmholtz", "klein-gordon")
 COMPILER = "inductor"  # torch.compile's backend for compile=True: fused C++ (CPU) or Triton (GPU) kernels
 # compile="auto" compiles runs whose target is at least this many steps. On the 2-core CPU a compile saves about
-# 3.4 ms of a default step's 6.7 and costs about 26 s the first time (paid back after about 8000 steps), 3 s once
-# torch has cached it (after about 1000); the default target, 10,000 steps, bounds a first run's loss: BENCHMARKS.md
+# 3.5 ms of a default step's 6.2 and costs about 25 s the first time (paid back after about 7000 steps), 3 s once
+# torch has cached it (after about 1000): BENCHMARKS.md
 COMPILE_MIN_STEPS = 5000
 
 
