@@ -144,7 +144,7 @@ def test_compile_is_for_the_torch_backend(tmp_path):
 
 
 def test_auto_compiles_long_burgers_runs_on_the_cpu_only(monkeypatch):
-    """compile="auto" (the command line's default) is True only where compiling is known to pay; True and False
+    """compile="auto" (the command line's default) is True only where compiling is expected to pay; True and False
     stand as given; anything else is one clear error."""
     monkeypatch.setattr(pf.trainer, "cpp_compiler_found", lambda: True)
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
