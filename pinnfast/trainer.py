@@ -507,6 +507,8 @@ class Trainer:
         keep = set(self.config.keep_checkpoints)
         if self.step in keep:  # step 0: the initial network
             self.save_checkpoint(kept=True)
+        if self._losses is None:  # compiled before the progress bar starts, which then shows the steps' rate
+            self._losses = self._compiled_losses()
         with _progress_bar(self.config.steps, self.step, progress and self.ranks.main) as bar:
             while self.step < self.config.steps:
                 pending.append(self.train_step())
