@@ -42,7 +42,7 @@ from pinnfast.models import ModifiedMLP
 
 from .jets import (DEFAULT_PRECISION, PLANES, _activate, _burgers_terms, _input_layers, _input_rule, _linear, _member,
                    _output_channel, _pre_activation, _product, _slot_layout, _slot_rows, _tanh, _tanh_rule,
-                   _value_and_partner,
+                   _value_and_partner, slots_per_half,
                    BLOCKS, backward_launch_config, check_block, check_supported, halving_tile_on_overflow, is_ensemble, launch,
                    members_of, packed_weights, per_member_nu, point_stride)
 
@@ -373,7 +373,7 @@ def mlp_jets_backward_kernel(
     The first FORWARD_LAYER launch (``zero_partials``) zeroes this program's partials (nothing is read before it is
     written). The stash: STASH_JETS jets of ``jet`` floats per member, each ``stash_points`` points (a multiple of
     the largest tile)."""
-    H: tl.constexpr = 4 if 1 + NSP + NOP <= 4 else (8 if 1 + NSP + NOP <= 8 else 16)
+    H: tl.constexpr = slots_per_half(1 + NSP + NOP)
     NC: tl.constexpr = 2 * H * B
     jet = stash_points * (2 * H) * WP  # computed here, not passed: the compiler then knows its alignment
     (x_ptr, w_in_ptr, b_in_ptr, w_h_ptr, b_h_ptr, w_out_ptr, b_out_ptr, nu_ptr, stash, g_w_in, g_b_in, g_w_h, g_b_h,
@@ -444,9 +444,8 @@ def jet_floats(meta):
 
 
 def _slots(meta):
-    """Slots per tile column group (2H), as the kernel's H."""
-    live = 1 + meta["NSP"] + meta["NOP"]
-    return 2 * (4 if live <= 4 else 8 if live <= 8 else 16)
+    """Slots per unit's column group, 2H (the kernels' H)."""
+    return 2 * slots_per_half(1 + meta["NSP"] + meta["NOP"])
 
 
 def new_partials(meta, members, programs, device):

@@ -48,6 +48,13 @@ INTERPRETED = tl.constexpr(os.environ.get("TRITON_INTERPRET", "0") == "1")
 POINT_LO = 4  # points on the lane bits of a column group: a tile is a multiple of 4 points
 
 
+@triton.constexpr_function
+def slots_per_half(live):
+    """H, the slots of one half of a unit's column group: the power of two (4, 8 or 16) that holds the live
+    first-half slots (value, NSP, NOP); evaluated at compile time in the kernels, and by the host for buffer sizes."""
+    return 4 if live <= 4 else 8 if live <= 8 else 16
+
+
 @triton.jit
 def _tanh(z):
     """tanh from one exp2 and one approximate division (div.approx: MUFU.RCP and a multiply, 2 ulp; the divisor
@@ -251,7 +258,7 @@ def mlp_jets_kernel(
     """Jets of a tile of B points (B a multiple of 4) through the whole network, all channels in one operand. For
     an ENSEMBLE the grid's second axis is the member (outputs ``(C, members, N, out)``, Burgers ``(members, N,
     4)``); a single network compiles without the member offsets (pointers offset at run time take registers)."""
-    H: tl.constexpr = 4 if 1 + NSP + NOP <= 4 else (8 if 1 + NSP + NOP <= 8 else 16)
+    H: tl.constexpr = slots_per_half(1 + NSP + NOP)
     NC: tl.constexpr = 2 * H * B
     member = 0
     if ENSEMBLE:
