@@ -20,8 +20,8 @@ from .data import (DEFAULT_DATA_NU, default_data_path, load_observations, load_t
                    save_observations)
 from .errors import PinnfastError, PinnfastWarning
 from .pde import from_factory, symbol
-from .runfolder import (CHECKPOINT, DIAGNOSE_JSON, DIAGNOSE_NPZ, DIAGNOSE_PNG, METRICS_CSV, PLOT, load_checkpoint,
-                        write_result)
+from .runfolder import (CHECKPOINT, DIAGNOSE_JSON, DIAGNOSE_NPZ, DIAGNOSE_PNG, METRICS_CSV, PLOT, is_run_file,
+                        load_checkpoint, locked_by_main, write_npz, write_result)
 from .trainer import (BACKENDS, COMPILE_MIN_STEPS, DEVICES, MODELS, PROBLEMS, TrainConfig, Trainer, TrainingDiverged,
                       load_run, resume_target)
 
@@ -339,10 +339,11 @@ def _output_folder(path):
 def _reproduce(args):
     from .reproduce import diagnose_markdown, reproduce, table_markdown
 
-    rows, diagnosed = reproduce(args.problem, [m.strip() for m in args.models.split(",") if m.strip()],
-                                _output_folder(args.out), args.steps, args.device, args.seed,
-                                progress=not args.quiet, overwrite=args.overwrite,
-                                keep_checkpoints=args.keep_checkpoints, diagnose=args.diagnose)
+    with locked_by_main(args.out, distributed.Ranks()):
+        rows, diagnosed = reproduce(args.problem, [m.strip() for m in args.models.split(",") if m.strip()],
+                                    _output_folder(args.out), args.steps, args.device, args.seed,
+                                    progress=not args.quiet, overwrite=args.overwrite,
+                                    keep_checkpoints=args.keep_checkpoints, diagnose=args.diagnose)
     print(table_markdown(args.problem, rows))
     if diagnosed:
         print(diagnose_markdown(args.problem, diagnosed, args.seed))
@@ -352,7 +353,9 @@ def _diagnose(args):
     from .diagnose import diagnose_run
 
     out = _output_folder(args.out) if args.out else Path(args.run)
-    for summary in diagnose_run(args.run, args.steps, out, args.tol, args.max_iter, args.seed, args.device):
+    with locked_by_main(out, distributed.Ranks()):
+        summaries = diagnose_run(args.run, args.steps, out, args.tol, args.max_iter, args.seed, args.device)
+    for summary in summaries:
         terms = [name[len("imbalance_"):] for name in summary if name.startswith("imbalance_")]
         state = "converged" if summary["lanczos_converged"] else (
             f"NOT converged: relative residual {summary['lanczos_residual']:.2g}; raise --max-iter")
@@ -393,7 +396,7 @@ def _residual_field(args):
     if not distributed.Ranks().main:
         return
     out.mkdir(parents=True, exist_ok=True)
-    np.savez(out / "field.npz", **field)
+    write_npz(out / "field.npz", field)
     plot_field(field, out / "field.png")
     rms = float(np.sqrt(np.mean(field["r_u"] ** 2 + field["r_v"] ** 2)))
     print(f"residual field at t = {', '.join(f'{t:.3g}' for t in times)}: rms |r| = {rms:.3g}; "
@@ -408,6 +411,8 @@ def _predict(args):
     out = _output_file(args.out)
     if out.resolve() == Path(args.points).resolve():
         raise PinnfastError(f"--out {out} is the --points file; write the predictions to another file")
+    if is_run_file(out.name) and (out.parent / CHECKPOINT).is_file():
+        raise PinnfastError(f"--out {out} is a file of the run in {out.parent}; write the predictions to another file")
     columns = parse_column_map(args.columns, ("x", "y", "t")) if args.columns else None
     points = load_table(args.points, ("x", "y", "t"), columns, min_points=1)
     run = _burgers_run(args)
@@ -494,6 +499,11 @@ def _resumed(trainer, args):
 
 def _infer(args):
     out = Path(args.out)
+    with locked_by_main(out, distributed.Ranks()):
+        _infer_in(args, out)
+
+
+def _infer_in(args, out):
     if args.resume and _resume_state(args, out) is None:
         return
     data = args.data or (None if args.resume else default_data_path())
@@ -511,6 +521,11 @@ def _infer(args):
 
 def _train(args):
     out = Path(args.out)
+    with locked_by_main(out, distributed.Ranks()):
+        _train_in(args, out)
+
+
+def _train_in(args, out):
     if args.resume:
         if _resume_state(args, out) is None:
             return
@@ -534,16 +549,17 @@ def _train_and_report(trainer, args, out):
     try:
         result = trainer.run(progress=not args.quiet)
     except (KeyboardInterrupt, TrainingDiverged) as exc:
-        if trainer.ranks.main and (out / METRICS_CSV).exists():  # the history up to the stop is worth a look
-            _plot(out, trainer.result())
-        if isinstance(exc, TrainingDiverged):
-            raise
         resume = f"pinnfast {args.command} --out {shlex.quote(str(out))} --resume"
         if trainer.ranks.world > 1:  # a run resumes on as many processes
             resume += f" --nproc {trainer.ranks.world}"
         where = (f"the last checkpoint (step {trainer.checkpoint_step}) is in {out / CHECKPOINT}; continue with "
-                 f"`pinnfast {args.command} --out {shlex.quote(str(out))} --resume`"
-                 if trainer.checkpoint_step is not None else "no checkpoint had been written yet")
+                 f"`{resume}`" if trainer.checkpoint_step is not None else "no checkpoint had been written yet")
+        # the history up to the stop is worth a look; a second Ctrl-C skips it and keeps the message
+        with contextlib.suppress(KeyboardInterrupt):
+            if trainer.ranks.main and (out / METRICS_CSV).exists():
+                _plot(out, trainer.result())
+        if isinstance(exc, TrainingDiverged):
+            raise
         raise _Interrupted(f"interrupted at step {trainer.step}; {where}") from None
     if not trainer.ranks.main:
         return

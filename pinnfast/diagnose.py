@@ -17,7 +17,7 @@ import torch
 from .annealing import Annealing
 from .data import load_observations, observations_sha256, validate_observations
 from .errors import PinnfastError
-from .runfolder import DIAGNOSE_JSON, DIAGNOSE_NPZ, DIAGNOSE_PNG, kept_steps, load_checkpoint
+from .runfolder import DIAGNOSE_JSON, DIAGNOSE_NPZ, DIAGNOSE_PNG, kept_steps, load_checkpoint, write_npz, write_text
 from .trainer import TrainConfig, build_problem, resolve_device
 
 BINS_PER_DECADE = 5
@@ -163,9 +163,9 @@ def diagnose_run(run_dir, steps=None, out_dir=None, tol=1e-3, max_iter=100, seed
     header = dict(run=str(run_dir), problem=config.problem, model=config.model, seed=seed, tol=tol,
                   max_iter=max_iter, dtype="float64", device=str(device),
                   batch="one batch of the problem's own sizes, drawn with a generator seeded with seed")
-    (out_dir / DIAGNOSE_JSON).write_text(json.dumps(dict(header, steps=summaries), indent=2) + "\n")
+    write_text(out_dir / DIAGNOSE_JSON, json.dumps(dict(header, steps=summaries), indent=2) + "\n")
     statistics = gradient_statistics(steps, problem.term_names, diagnoses)
-    np.savez(out_dir / DIAGNOSE_NPZ, **statistics)
+    write_npz(out_dir / DIAGNOSE_NPZ, statistics)
     labels = [f"{config.model} step {s['step']}: σ_max = {s['sigma_max']:.3g}" for s in summaries]
     plot_gradients({label: histograms_at(statistics, k) for k, label in enumerate(labels)}, out_dir / DIAGNOSE_PNG,
                    f"{config.problem} {config.model} ({run_dir.name}): per-layer |∇_W L| on one batch")

@@ -15,7 +15,7 @@ from matplotlib.colors import LogNorm, Normalize  # noqa: E402
 from matplotlib.ticker import LogFormatterSciNotation, MaxNLocator  # noqa: E402
 
 from .pde import symbol  # noqa: E402
-from .runfolder import metrics_table  # noqa: E402
+from .runfolder import metrics_table, write_file  # noqa: E402
 
 TERMS = {"r": "residual", "d": "data", "bc": "boundary", "ic": "initial"}
 QUANTITIES = {"nu": "viscosity"}  # panel titles of learned unknowns: "viscosity ν"
@@ -172,7 +172,7 @@ def plot_training(metrics_csv, png_path, summary=None):
     for ax in axes.values():
         _tidy_axes(ax)
     fig.suptitle(_training_title(metrics_csv, summary, unknowns), fontsize=12, y=1 - 0.12 / height)
-    fig.savefig(png_path, dpi=110)
+    _save(fig, png_path, 110)
     plt.close(fig)
     return fig
 
@@ -376,7 +376,7 @@ def plot_reproduce_fields(problem_name, fields, png_path):
                             extend=extend_below(errors.values(), error_norm), **bar)
     readable_log_ticks(colorbar.ax.yaxis, error_norm.vmin, error_norm.vmax)
     fig.suptitle(f"{problem_name}: prediction vs exact solution", fontsize=12)
-    fig.savefig(png_path, dpi=90)
+    _save(fig, png_path, 90)
     plt.close(fig)
     return fig
 
@@ -416,7 +416,7 @@ def plot_reproduce_curves(problem_name, runs, png_path, nu_true=None):
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=7)
     fig.suptitle(f"{problem_name}: training curves", fontsize=12)
-    fig.savefig(png_path, dpi=100)
+    _save(fig, png_path, 100)
     plt.close(fig)
     return fig
 
@@ -456,7 +456,7 @@ def plot_field(field, png_path):
                                 extend=extend_below(errors, error_norm), **bar)
         readable_log_ticks(colorbar.ax.yaxis, error_norm.vmin, error_norm.vmax)
     fig.suptitle(f"residual field of the trained network (ν = {field['nu']:.5g})", fontsize=12)
-    fig.savefig(png_path, dpi=100)
+    _save(fig, png_path, 100)
     plt.close(fig)
     return fig
 
@@ -497,6 +497,11 @@ def plot_gradients(rows, png_path, title):
     for ax in axes[-1]:
         ax.set_xlabel("|gradient| (log scale)", fontsize=8)
     fig.suptitle(title, fontsize=12)
-    fig.savefig(png_path, dpi=90)
+    _save(fig, png_path, 90)
     plt.close(fig)
     return fig
+
+
+def _save(fig, png_path, dpi):
+    """The figure as a PNG at ``png_path``, written atomically (a failed write names the file)."""
+    write_file(png_path, lambda tmp: fig.savefig(tmp, dpi=dpi, format="png"))
