@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+import pinnfast as pf
 from pinnfast import cli
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -74,6 +75,24 @@ def test_result_json_keys_are_documented(runs):
     assert {key for key in set(single) | set(ensemble) if key == "nu" or key.startswith("nu_")} == set(unknown)
 
 
+def test_declared_problem_result_keys_are_documented(tmp_path):
+    """A declared PDE (the README's heat problem, two conditions) through Trainer.run(): the common keys, one loss
+    per condition, the fit of its one condition with values, and the unknown's keys under its own name."""
+    x, t = np.random.default_rng(0).random((2, 50))
+    pde = pf.PDE(inputs=("x", "t"), outputs=("u",), residual=lambda d, kappa: d.u_t - kappa * d.u_xx,
+                 unknowns={"kappa": pf.Unknown(0.2, positive=True, true=0.02)},
+                 conditions={"d": pf.Condition({"x": x, "t": t}, values=np.sin(np.pi * x)),
+                             "ends": pf.Condition(pf.Faces(x=("lo", "hi")), values=lambda d: 0 * d.x)},
+                 box=((0, 0), (1, 1)), name="heat")
+    config = pf.TrainConfig(steps=20, width=8, depth=1, n_collocation=32, batch_size=32, checkpoint_every=10,
+                            nu_warmup=5, average_last=10)
+    result = pf.Trainer(pde, config, tmp_path / "heat", "cpu").run(progress=False)
+    common = [key for key in keys("result.json") if key != "nu" and not key.startswith(("nu_", "loss_d", "rmse_"))]
+    per_unknown = [key for key in keys("Each unknown of a declared problem", name="kappa")
+                   if not key.endswith(("_members", "_spread", "_lbfgs", "_lbfgs_error"))]
+    assert set(result) == {*common, "loss_d", "loss_ends", "rmse_u", *per_unknown}
+
+
 def test_metrics_and_lbfgs_columns_are_documented(runs):
     single, ensemble = runs
     header = (single / "metrics.csv").read_text().splitlines()[0].split(",")
@@ -137,6 +156,7 @@ def test_links_resolve(doc):
 
 
 def test_no_citation_points_outside_the_repository():
-    """MATH.md was the project's reference outside the repository; its place is docs/math.md."""
+    """The math reference cited by docstrings is docs/math.md, in the repository (the old name, upper case, was
+    a file outside it)."""
     for path in [*ROOT.glob("pinnfast/*.py"), *ROOT.glob("kernels/*.py"), *LINKED]:
         assert not re.search(r"(?<!docs/)(?<!\w)MATH\.md", path.read_text()), path
