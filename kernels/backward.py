@@ -25,7 +25,7 @@ Burgers mode: the upstream gradient is that of ``coef · Σ (r_u² + r_v²)`` (`
 ``L_r = mean(r_u²) + mean(r_v²)``), formed in registers from the tile's outputs, so the residuals never reach
 memory; OUTPUT_LAYER also accumulates the loss and ∂L/∂ν.
 
-Backward of the rules (MATH.md; a = ∂L/∂(output jet), per (unit, point), p the first slot aligned with second s):
+Backward of the rules (docs/math.md; a = ∂L/∂(output jet), per (unit, point), p the first slot aligned with second s):
 - tanh, h = tanh(z_0), g = 1 − h²: ∂z_i = g a_i (+ for p: −4 h g z_p a_s), ∂z_s = g a_s,
   ∂z_0 = g (a_0 − 2 g Σ_s a_s z_p² − 2 h Σ_{i,s} a (z − [s] 2 h z_p²)).
 - gate H = U + Z ⊙ D, D = V − U: ∂Z_0 = Σ_slots a D, ∂Z_i = a_i D_0 (+ for p: 2 a_s D_p), ∂Z_s = a_s D_0; ∂D the

@@ -23,7 +23,7 @@ cost no arithmetic.
 
 Fused Burgers (BURGERS) assumes the Burgers spec of ``burgers_fields``: second directions (x, y), first-only t.
 
-Rules on the tile (MATH.md): linear (bias on the value slot), tanh (value → h; d → g·z_i; s_s → g·(z_ii − 2h z_i²))
+Rules on the tile (docs/math.md): linear (bias on the value slot), tanh (value → h; d → g·z_i; s_s → g·(z_ii − 2h z_i²))
 and the gate H = U + Z ⊙ (V − U), with h_U, h_V per (unit, point) and the direction rows of W_U, W_V computed once
 and kept (U_i = g_U W_U[i], U_ii = −2 h_U g_U W_U[i]²).
 """

@@ -1,7 +1,7 @@
 """Loss weights λ_i for ``L = L_r + Σ λ_i L_i``: fixed (M1, M3) or learning-rate annealing (M2, M4; Algorithm 1).
 
 Annealing, every ``period`` steps:  λ̂_i = max_θ |∇_θ L_r| / mean_θ |∇_θ L_i|,  λ_i ← (1 − α) λ_i + α λ̂_i.
-Conventions (MATH.md), as options; the defaults are the paper's formula:
+Conventions (docs/math.md), as options; the defaults are the paper's formula:
 - ``grads="all"``: every network parameter; ``"weights"``: the trunk's weight matrices only (input, hidden and
   output layers; no biases, no encoder weights), as in the authors' code. ν is never included.
 - ``mean="global"``: each parameter counts once; ``"per-layer"``: mean of the per-tensor means (authors' code).

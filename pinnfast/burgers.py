@@ -19,7 +19,7 @@ CHANNELS = Channels(INPUTS, OUTPUTS)
 
 
 def burgers_residual(d, nu):
-    """``(r_u, r_v)`` on named derivatives: the one definition of the Burgers residual (MATH.md)."""
+    """``(r_u, r_v)`` on named derivatives: the one definition of the Burgers residual (docs/math.md)."""
     return (d.u_t + d.u * d.u_x + d.v * d.u_y - nu * (d.u_xx + d.u_yy),
             d.v_t + d.u * d.v_x + d.v * d.v_y - nu * (d.v_xx + d.v_yy))
 

@@ -1,4 +1,4 @@
-"""Forward-mode Taylor propagation ("jets"): the rules of MATH.md, once, in plain torch ops.
+"""Forward-mode Taylor propagation ("jets"): the rules of docs/math.md, once, in plain torch ops.
 
 A jet is a tensor of shape ``(1 + F + S, N, W)``: channel 0 the value, channels ``1..F`` first derivatives along
 the spec's propagated directions, then ``S`` pure second derivatives (an ensemble's jets carry its member axis

@@ -103,7 +103,7 @@ class MLP(_JetNetwork):
 
 
 class ModifiedMLP(_JetNetwork):
-    """The modified MLP of Wang, Teng & Perdikaris (2020), eqs. 43–46 (MATH.md).
+    """The modified MLP of Wang, Teng & Perdikaris (2020), eqs. 43–46 (docs/math.md).
 
     ``U, V, H_1 = tanh(X W + b)`` (encoders and first layer), then ``depth`` gate layers
     ``Z_k = tanh(H_k W_z,k + b_z,k)``, ``H_{k+1} = U + Z_k ⊙ (V − U)``, and a linear output.
