@@ -90,12 +90,18 @@ def _six_numbers(text):
     return (values[:3], values[3:]) if len(values) == 6 else None
 
 
+MAX_KEPT = 10000  # kept checkpoints a run may ask for (each is a file of the network and Adam's state)
+
+
 def _step_list(text):
-    """``0,1000,10000`` or ``START:STOP:EVERY`` (both ends included), or a mix of them: the sorted steps."""
+    """``0,1000,10000`` or ``START:STOP:EVERY`` (both ends included), or a mix of them: the sorted steps (None when
+    malformed or more than ``MAX_KEPT``)."""
     steps = set()
     for item in text.split(","):
         parts = [int(part) for part in item.split(":")]
         if len(parts) == 3 and parts[2] >= 1:
+            if len(range(parts[0], parts[1] + 1, parts[2])) + len(steps) > MAX_KEPT:
+                return None
             steps.update(range(parts[0], parts[1] + 1, parts[2]))
         elif len(parts) == 1:
             steps.add(parts[0])
@@ -105,7 +111,7 @@ def _step_list(text):
 
 
 _steps = _checked(_step_list, lambda steps: steps and steps[0] >= 0,
-                  "steps >= 0 as a list 0,1000,10000 or a range START:STOP:EVERY")
+                  f"steps >= 0 as a list 0,1000,10000 or a range START:STOP:EVERY, at most {MAX_KEPT} of them")
 KEEP_HELP = ("keep the checkpoints of these steps (0: the initial network) in RUN_DIR/checkpoints for `pinnfast "
              "diagnose`: a list 0,1000,10000 or a range START:STOP:EVERY")
 _box = _checked(_six_numbers, lambda box: all(-float("inf") < lo < hi < float("inf") for lo, hi in zip(*box)),

@@ -23,10 +23,12 @@ from pathlib import Path
 import numpy as np
 
 from .errors import PinnfastError, PinnfastWarning
+from .limits import check_span
 
 COLUMNS = ("x", "y", "t", "u", "v")
 COORDINATES = ("x", "y", "t")
 MIN_POINTS = 10
+MAX_VALUE = 1e18  # largest |value| a file may hold: float32 training squares values (float32 ends at 3.4e38)
 DEFAULT_DATA, DEFAULT_DATA_NU = "burgers_nu0.02.npz", 0.02  # the shipped example and its true ν
 
 
@@ -113,6 +115,8 @@ def check_spread(columns, source, names=COORDINATES):
         if values.size and values.min() == values.max():
             raise PinnfastError(f"{source}: every point has {name} = {float(values[0])!r}; the observations must "
                                 f"span a range in {_and(names)} (they define the collocation box)")
+        if values.size:
+            check_span(values, name, source)
 
 
 def observations_sha256(columns):
@@ -283,6 +287,12 @@ def _validate(columns, source, names, lines=None, labels=None, min_points=MIN_PO
             where = f"line {lines[bad[0]]}" if lines is not None else f"index {bad[0]} (0-based)"
             raise PinnfastError(f"{source}: {where}, column {labels[name]}: value {array[bad[0]]} is not finite "
                                 f"({bad.size} such value(s) in the column)")
+        huge = np.flatnonzero(np.abs(array) > MAX_VALUE)
+        if huge.size:
+            where = f"line {lines[huge[0]]}" if lines is not None else f"index {huge[0]} (0-based)"
+            raise PinnfastError(f"{source}: {where}, column {labels[name]}: value {array[huge[0]]:g} is beyond "
+                                f"±{MAX_VALUE:g}, where float32 training overflows ({huge.size} such value(s) in the "
+                                "column); rescale it")
     n = lengths[names[0]] if names else 0
     if n < min_points:
         raise PinnfastError(f"{source}: {n} points; at least {min_points} {'is' if min_points == 1 else 'are'} needed")

@@ -51,8 +51,11 @@ def test_jets_kernel_matches_autograd(kind, case_index, rng):
     kernel.launch(model, x, spec, out, out.new_zeros(1), False, "ieee", 16)
     assert not out.isnan().any(), "the kernel left part of the output unwritten"
     _check_channels(out, expected, spec)
-    public = pf.taylor_jets(model, x, spec.first, spec.second, backend="triton", precision="ieee")
-    assert torch.equal(public, out)
+    # The public path picks its tile from the launch table: another launch, whose dots of other shapes may round
+    # differently (under the interpreter, numpy's BLAS with OPENBLAS_CORETYPE=Haswell does), so it is held to the
+    # reference too, not to the bits of the launch above.
+    _check_channels(pf.taylor_jets(model, x, spec.first, spec.second, backend="triton", precision="ieee"), expected,
+                    spec)
 
 
 @pytest.mark.parametrize("kind,width,depth", [(pf.ModifiedMLP, 50, 3), (pf.MLP, 100, 1), (pf.ModifiedMLP, 128, 6)])
