@@ -218,7 +218,7 @@ def check_structure(state, path):
         if kind is float and isinstance(value, int) and not isinstance(value, bool):
             continue
         if not isinstance(value, kind) or isinstance(value, bool):
-            raise PinnfastError(f"{path}: its {key!r} is a {type(value).__name__}, not a {kind.__name__}")
+            raise PinnfastError(f"{path}: its {key!r} is of type {type(value).__name__}, not {kind.__name__}")
     if state["step"] < 0 or not math.isfinite(state["seconds"]):
         raise PinnfastError(f"{path}: its step ({state['step']}) or seconds ({state['seconds']}) cannot be a run's")
 
