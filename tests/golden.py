@@ -100,22 +100,21 @@ def resumed(out):
     return again.run(progress=False)
 
 
-def _two_ranks_infer(rank, out):
+def two_ranks_infer(rank, folder):
+    """The command line's infer of tests/test_distributed.py on this rank."""
     from pinnfast import cli
+    from test_distributed import TINY
 
-    return cli.main(["infer", "--data", str(out / "obs.npz"), "--out", str(out / "run"), "--device", "cpu",
-                     "--width", "8", "--depth", "1", "--collocation", "32", "--batch-size", "16", "--steps", "60",
-                     "--checkpoint-every", "20", "--nu-warmup", "10", "--average-last", "20", "--tol", "0.5",
-                     "--anneal-period", "5", "--quiet"])
+    return cli.main(["infer", "--data", str(folder / "obs.npz"), "--out", str(folder / "run"), *TINY])
 
 
 def two_ranks(out):
-    """The command line's infer on two gloo processes (as torchrun would start them)."""
+    """tests/test_distributed.py's run: infer on two gloo processes (as torchrun would start them), on its data."""
     from test_distributed import _spawn
 
     out.mkdir(parents=True, exist_ok=True)
-    pf.save_observations(out / "obs.npz", observations())
-    assert _spawn(_two_ranks_infer, out) == [0, 0]
+    pf.save_observations(out / "obs.npz", pf.make_observations(0.03, 60, seed=2))
+    assert _spawn(two_ranks_infer, out) == [0, 0]
     for path in (out / "run").iterdir():
         path.rename(out / path.name)
 
