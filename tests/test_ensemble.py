@@ -79,9 +79,10 @@ def test_members_see_every_observation_or_with_bootstrap_their_own_resample():
 
 
 def test_an_ensemble_saved_before_the_bootstrap_option_resumes_resampling():
-    assert pf.TrainConfig.saved({"ensemble": 4}).bootstrap
-    assert not pf.TrainConfig.saved({"ensemble": 1}).bootstrap
-    assert not pf.TrainConfig.saved({"ensemble": 4, "bootstrap": False}).bootstrap
+    def saved(config):
+        return pf.checkpoint.upgrade({"config": config, "generator": None})["config"]["bootstrap"]
+
+    assert saved({"ensemble": 4}) and not saved({"ensemble": 1}) and not saved({"ensemble": 4, "bootstrap": False})
 
 
 @pytest.mark.parametrize("mean", ["global", "per-layer"])
