@@ -219,7 +219,7 @@ def check_cuda_graphs(device_type, steps=40, resumed_at=23):
         for name, graphs in (("graphed", True), ("eager", False)):
             trainer = pf.Trainer(observations, pf.TrainConfig(**config), Path(tmp) / name, device_type)
             if not graphs:
-                trainer.graphs = None
+                trainer.stepper.graphs = None
             trainer.run(progress=False)
             runs[name] = trainer
         pf.Trainer(observations, pf.TrainConfig(**{**config, "steps": resumed_at}), Path(tmp) / "resumed",
@@ -232,7 +232,7 @@ def check_cuda_graphs(device_type, steps=40, resumed_at=23):
                  list(resumed.problem.parameters())]
     difference = max(relative_error(g, e) for g, e in zip(pairs[0], pairs[1]))
     resume_exact = same_metrics and all(torch.equal(g, r) for g, r in zip(pairs[0], pairs[2]))
-    replayed = all(set(run.graphs.graphs) == {True, False} for run in (runs["graphed"], resumed))  # both kinds
+    replayed = all(set(run.stepper.graphs.graphs) == {True, False} for run in (runs["graphed"], resumed))  # both kinds
     return [dict(kind="graph_check", steps=steps, max_rel_diff_graphed_vs_eager=difference,
                  bitwise_graphed_vs_eager=all(torch.equal(g, e) for g, e in zip(pairs[0], pairs[1])),
                  resume_bit_identical=resume_exact, both_graphs_captured=replayed,

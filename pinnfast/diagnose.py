@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from . import checkpoint
 from .annealing import Annealing
 from .data import load_observations, observations_sha256, validate_observations
 from .errors import PinnfastError
@@ -134,8 +135,8 @@ def diagnose_run(run_dir, steps=None, out_dir=None, tol=1e-3, max_iter=100, seed
     from .plots import plot_gradients
 
     run_dir = Path(run_dir)
-    last = load_checkpoint(run_dir)
-    config = TrainConfig.saved(last["config"])
+    last = checkpoint.read(run_dir)
+    config = TrainConfig(**last["config"])
     if config.members is not None:
         raise PinnfastError(f"{run_dir} is an ensemble of {config.ensemble} networks; diagnose takes runs of one "
                             "network")

@@ -7,3 +7,7 @@ class PinnfastError(ValueError):
 
 class PinnfastWarning(UserWarning):
     """Something the run can go on with but the user should see (an ignored column, a too-short run)."""
+
+
+class TrainingDiverged(PinnfastError):
+    """A non-finite loss: training stopped, the last good checkpoint is kept."""

@@ -28,20 +28,11 @@ import torch
 
 from .errors import PinnfastError
 from .jets import JetSpec
+from .names import GREEK, symbol  # noqa: F401 (importable from here)
 
-GREEK = dict(zip(("alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta", "iota", "kappa", "lambda",
-                  "mu", "nu", "xi", "omicron", "pi", "rho", "sigma", "tau", "upsilon", "phi", "chi", "psi", "omega"),
-                 "αβγδεζηθικλμνξοπρστυφχψω"))
 TAKEN = ("step", "loss", "lr")  # metric columns; names starting with loss_ or lambda_ are the terms' columns
 RESERVED_TERMS = ("r", "collocation")  # loss_r is the residual's column; "collocation" its batch entry
 STAND_INS = 2  # points in the stand-in call that finds the names a function uses
-
-
-def symbol(name):
-    """How a name is written in messages and figures: Greek letter names as letters (``nu`` → ν, ``lambda1`` →
-    λ1), others as they are."""
-    stem = name.rstrip("0123456789")
-    return GREEK.get(stem, stem) + name[len(stem):]
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 
 import pinnfast  # noqa: E402
-from pinnfast import burgers, cli, data, reproduce, trainer  # noqa: E402
+from pinnfast import burgers, checkpoint, commands, data, reproduce, trainer  # noqa: E402
 from helpers import SHIPPED_NU, start_at_the_answer  # noqa: E402
 
 
@@ -41,9 +41,9 @@ def no_start_at_the_answer(monkeypatch):
             truths.add(SHIPPED_NU)
         return data.load_observations(path, *args, **kwargs)
 
-    for module in (pinnfast, cli, reproduce):
+    for module in (pinnfast, commands, reproduce):
         monkeypatch.setattr(module, "make_observations", making)
-    for module in (pinnfast, cli, trainer):
+    for module in (pinnfast, commands, checkpoint):
         monkeypatch.setattr(module, "load_observations", loading)
     original = trainer.Trainer.__init__
 

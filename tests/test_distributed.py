@@ -154,6 +154,14 @@ def test_two_ranks_equal_one_rank_on_the_union_of_their_batches(two_ranks, tmp_p
         np.testing.assert_allclose(ours[name], theirs[name], rtol=1e-4, err_msg=name)
 
 
+def test_two_ranks_repeat_the_golden_run(two_ranks):
+    """The run's outputs against its recording (tests/golden.py's ``two_ranks``), within tolerances."""
+    import golden
+    from test_golden import assert_matches
+
+    assert_matches(golden.outputs(two_ranks[0] / "run"), golden.recorded("two_ranks"), "two_ranks: ")
+
+
 def test_lambda_nu_and_weights_agree_bit_for_bit_across_ranks(two_ranks):
     folder, _ = two_ranks
     first, second = (torch.load(folder / f"state{rank}.pt") for rank in range(WORLD))

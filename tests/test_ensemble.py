@@ -8,7 +8,7 @@ import torch
 
 import pinnfast as pf
 from pinnfast.burgers import FIRST, SECOND
-from pinnfast.cli import _nu_message
+from pinnfast.report import nu_message
 from pinnfast.runfolder import METRICS_CSV, RESULT, metrics_table
 from conftest import relative_error
 from helpers import SMALL, run_cli
@@ -79,9 +79,10 @@ def test_members_see_every_observation_or_with_bootstrap_their_own_resample():
 
 
 def test_an_ensemble_saved_before_the_bootstrap_option_resumes_resampling():
-    assert pf.TrainConfig.saved({"ensemble": 4}).bootstrap
-    assert not pf.TrainConfig.saved({"ensemble": 1}).bootstrap
-    assert not pf.TrainConfig.saved({"ensemble": 4, "bootstrap": False}).bootstrap
+    def saved(config):
+        return pf.checkpoint.upgrade({"config": config, "generator": None})["config"]["bootstrap"]
+
+    assert saved({"ensemble": 4}) and not saved({"ensemble": 1}) and not saved({"ensemble": 4, "bootstrap": False})
 
 
 @pytest.mark.parametrize("mean", ["global", "per-layer"])
@@ -115,7 +116,7 @@ def test_ensemble_run_reports_mean_and_spread_and_resumes(model, tmp_path):
     assert result["nu"] == pytest.approx(np.mean(expected), rel=1e-9)
     assert result["nu_spread"] == pytest.approx(np.std(expected, ddof=1), rel=1e-9) and result["nu_spread"] > 0
     assert straight.weights.lambdas.shape == (1, K)
-    message = _nu_message(result)
+    message = nu_message(result)
     assert result["nu_sigma"] >= result["nu_spread"]  # the spread combined with the members' sub-box error
     assert (f"{result['nu']:.6g} ± {result['nu_sigma']:.2g} (error bar: the {K} ensemble members' spread ± "
             f"{result['nu_spread']:.2g}") in message

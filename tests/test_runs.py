@@ -480,7 +480,7 @@ def test_ctrl_c_while_loading_is_one_line(tmp_path, monkeypatch, capsys):
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("pinnfast.cli.load_observations", interrupted)
+    monkeypatch.setattr("pinnfast.commands.load_observations", interrupted)
     code, _, err = _run(["infer", "--out", str(tmp_path / "run")], capsys)
     assert code == INTERRUPTED and err.strip() == "pinnfast: interrupted"
 

@@ -17,21 +17,6 @@ def _observations():
     return pf.make_observations(0.02, 60, seed=2)
 
 
-@pytest.mark.parametrize("model", ["m1", "m4"])
-def test_resume_equals_uninterrupted_run(model, tmp_path):
-    straight = pf.Trainer(_observations(), pf.TrainConfig(model=model, steps=30, **SMALL), tmp_path / "a", "cpu")
-    straight.run(progress=False)
-    first = pf.Trainer(_observations(), pf.TrainConfig(model=model, steps=20, **SMALL), tmp_path / "b", "cpu")
-    first.run(progress=False)
-    resumed = pf.Trainer.resume(_observations(), tmp_path / "b", "cpu", steps=30)
-    assert resumed.step == 20
-    resumed.run(progress=False)
-    for (name, p), (_, q) in zip(straight.problem.named_parameters(), resumed.problem.named_parameters()):
-        assert torch.equal(p, q), name
-    assert torch.equal(straight.weights.lambdas, resumed.weights.lambdas)
-    assert (tmp_path / "a" / METRICS_CSV).read_text() == (tmp_path / "b" / METRICS_CSV).read_text()
-
-
 def test_every_step_is_a_reference_adam_step_on_its_gradients(tmp_path):
     """The update (fused Adam on the CPU) equals torch's single-tensor Adam on the same gradients, annealing steps
     included, whose gradients from ``autograd.grad`` are partly transposed views: torch 2.13's fused CPU Adam
@@ -82,9 +67,9 @@ def test_compiled_losses_train_as_the_uncompiled_ones(tmp_path, monkeypatch):
     """compile=True: the same steps (annealing ones included: several reverse passes through one compiled graph)
     from the same random stream. The compiler here is aot_eager (the traced graph run op by op): the plumbing is
     the same as inductor's, whose C++ compile takes most of a minute (measured in BENCHMARKS.md)."""
-    monkeypatch.setattr(pf.trainer, "COMPILER", "aot_eager")
+    monkeypatch.setattr(pf.step, "COMPILER", "aot_eager")
     plain, compiled = _trained(tmp_path, "plain"), _trained(tmp_path, "compiled", compile=True)
-    assert compiled._losses != compiled.problem.losses and compiled.config.compile  # compiled, no fallback
+    assert compiled.stepper.losses != compiled.problem.losses and compiled.config.compile  # compiled, no fallback
     for p, q in zip(plain.params, compiled.params):
         torch.testing.assert_close(q, p, rtol=1e-5, atol=1e-7)
     assert torch.equal(plain.generator.get_state(), compiled.generator.get_state())
@@ -98,10 +83,10 @@ def test_inductor_compiles_the_default_network_to_the_same_losses_and_gradients(
     trainer = pf.Trainer(_observations(), config, tmp_path / "run", "cpu")
     for _ in range(config.steps):
         trainer.train_step()
-    assert trainer.config.compile and trainer._losses is not trainer.problem.losses  # compiled, no fallback
+    assert trainer.config.compile and trainer.stepper.losses is not trainer.problem.losses  # compiled, no fallback
     for _ in range(2):
         batch = trainer.problem.sample(trainer.generator)
-        expected, got = trainer.problem.losses(batch), trainer._losses(batch)
+        expected, got = trainer.problem.losses(batch), trainer.stepper.losses(batch)
         for want, have in zip([expected[0], *expected[1]], [got[0], *got[1]]):
             torch.testing.assert_close(have, want, rtol=1e-5, atol=1e-7)
             grads = [torch.autograd.grad(loss, trainer.params, allow_unused=True, retain_graph=True)
@@ -146,7 +131,7 @@ def test_compile_is_for_the_torch_backend(tmp_path):
 def test_auto_compiles_long_burgers_runs_on_the_cpu_only(monkeypatch):
     """compile="auto" (the command line's default) is True only where compiling is expected to pay; True and False
     stand as given; anything else is one clear error."""
-    monkeypatch.setattr(pf.trainer, "cpp_compiler_found", lambda: True)
+    monkeypatch.setattr(pf.config, "cpp_compiler_found", lambda: True)
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
     long_run = dict(compile="auto", steps=pf.trainer.COMPILE_MIN_STEPS)
     assert pf.trainer.resolve_compile(pf.TrainConfig(**long_run), cpu) is True
@@ -162,7 +147,7 @@ def test_auto_compiles_long_burgers_runs_on_the_cpu_only(monkeypatch):
         assert pf.trainer.resolve_compile(config, device, world) is False, (config, device, world)
     for given in (True, False):
         assert pf.trainer.resolve_compile(pf.TrainConfig(compile=given, steps=5), cuda, 2) is given
-    monkeypatch.setattr(pf.trainer, "cpp_compiler_found", lambda: False)  # no C++ compiler: uncompiled, no warning
+    monkeypatch.setattr(pf.config, "cpp_compiler_found", lambda: False)  # no C++ compiler: uncompiled, no warning
     assert pf.trainer.resolve_compile(pf.TrainConfig(**long_run), cpu) is False
     with pytest.raises(pf.PinnfastError, match="compile must be True, False or 'auto', got 'yes'"):
         pf.TrainConfig(compile="yes").validate()
@@ -171,13 +156,13 @@ def test_auto_compiles_long_burgers_runs_on_the_cpu_only(monkeypatch):
 def test_the_command_line_compiles_by_default_where_it_pays(tmp_path, capsys, monkeypatch):
     """`infer` passes compile="auto": a long CPU run is compiled, a short one is not, and --no-compile / --compile
     decide; the checkpoint records what ran, so that a resume keeps it and refuses the other setting."""
-    monkeypatch.setattr(pf.trainer, "cpp_compiler_found", lambda: True)
+    monkeypatch.setattr(pf.config, "cpp_compiler_found", lambda: True)
     parser = pf.cli._parser()
     data = ["--data", str(tmp_path / "obs.npz")]
     pf.save_observations(data[1], _observations())
 
     def resolved(*options):
-        config = pf.cli._new_config(parser.parse_args(["infer", "--out", str(tmp_path / "run"), *data, *options]))
+        config = pf.commands.new_config(parser.parse_args(["infer", "--out", str(tmp_path / "run"), *data, *options]))
         return pf.Trainer(_observations(), config, tmp_path / "run", "cpu").config.compile
 
     assert resolved() is True and resolved("--no-compile") is False
@@ -187,7 +172,7 @@ def test_the_command_line_compiles_by_default_where_it_pays(tmp_path, capsys, mo
     assert code == 0 and "compiling" not in err + out
     assert torch.load(tmp_path / "short" / CHECKPOINT, weights_only=False)["config"]["compile"] is False
     assert json.loads((tmp_path / "short" / "result.json").read_text())["compile_seconds"] == 0
-    monkeypatch.setattr(pf.trainer, "COMPILER", "aot_eager")  # inductor's C++ compile takes half a minute
+    monkeypatch.setattr(pf.step, "COMPILER", "aot_eager")  # inductor's C++ compile takes half a minute
     compiled = ["infer", "--out", str(tmp_path / "compiled"), "--device", "cpu"]
     code, out, err = run_cli([*compiled, *data, "--steps", "3", "--compile"], capsys)
     assert code == 0 and "pinnfast: compiling the losses with torch.compile first" in err
@@ -223,21 +208,22 @@ def test_the_graphs_warm_up_leaves_the_run_where_it_was(tmp_path):
         run = pf.Trainer(_observations(), pf.TrainConfig(model="m4", steps=20, anneal_period=3, **SMALL),
                          tmp_path / name, "cpu")
         run.config.cuda_graphs = True  # the graphs themselves need CUDA: here they are never captured
-        run._device_learning_rates()
+        run.stepper._device_learning_rates()
         for group in run.optimizer.param_groups:
             group["foreach"] = group["fused"] = False
         return run
 
     warmed, plain = trainer("warmed"), trainer("plain")
     dropped = []
-    graphs = StepGraphs(warmed._step, warmed._mutable_tensors, warmed.generator, lambda: dropped.append(True))
-    for step in range(10):
-        if step in (SMALL["nu_warmup"], SMALL["nu_warmup"] + 1):  # plain, ν without Adam state; then annealing
-            graphs.warm_up(warmed.weights.due(step))
+    step = warmed.stepper
+    graphs = StepGraphs(step._step, step._mutable_tensors, warmed.generator, lambda: dropped.append(True))
+    for k in range(10):
+        if k in (SMALL["nu_warmup"], SMALL["nu_warmup"] + 1):  # plain, ν without Adam state; then annealing
+            graphs.warm_up(warmed.weights.due(k))
         (metrics, lr), (expected, expected_lr) = warmed.train_step(), plain.train_step()
         torch.testing.assert_close(metrics, expected, rtol=0, atol=0, equal_nan=True)  # bit for bit
-        assert torch.equal(lr, expected_lr) and lr.item() == pytest.approx(warmed.scheduler.base_lrs[0] *
-                                                                           warmed.gamma ** step, rel=1e-12), step
+        assert torch.equal(lr, expected_lr) and lr.item() == pytest.approx(step.scheduler.base_lrs[0] *
+                                                                           step.gamma ** k, rel=1e-12), k
     assert all(torch.equal(p, q) for p, q in zip(warmed.params, plain.params)) and dropped == [True, True]
 
 
@@ -357,33 +343,6 @@ def test_float64_trains_the_same_run_in_double_precision(tmp_path, capsys):
     assert code == 2 and "triton computes in float32" in err and "Traceback" not in err
 
 
-def _write_metrics(trainer, nu, loss_d):
-    """A metrics CSV in the trainer's run folder with these ν and data-loss histories (other columns constant)."""
-    names = trainer.metric_names
-    rows = [[{"step": k + 1, "nu": nu[k], "loss_d": loss_d[k]}.get(name, 1.0) for name in names]
-            for k in range(len(nu))]
-    trainer.out_dir.mkdir(parents=True, exist_ok=True)
-    (trainer.out_dir / METRICS_CSV).write_text(",".join(names) + "\n" + "\n".join(
-        ",".join(repr(float(v)) for v in row) for row in rows) + "\n")
-
-
-def test_settled_means_nu_still_and_data_loss_flat(tmp_path):
-    """The early end's test on the run's second half (tol 1 %: ν may move 0.25 % between its quarters; the data
-    loss may fall at most 10 %), against histories made to pass or fail each condition."""
-    config = pf.TrainConfig(**dict(SMALL, steps=5000, average_last=100, nu_warmup=10, tol=0.01))
-    trainer = pf.Trainer(_observations(), config, tmp_path / "run", "cpu")
-    n = 400
-    flat, steps = np.full(n, 1e-4), np.arange(n)
-    rng = np.random.default_rng(0)
-    cases = {"still": (0.02 * (1 + 1e-3 * rng.standard_normal(n)), flat, True),
-             "moving": (0.02 * (1 + 1e-4 * steps), flat, False),  # +0.5 % between the halves
-             "loss falling": (np.full(n, 0.02), 1e-4 * 0.99 ** steps, False),  # −40 % between the halves
-             "window not full": (np.full(n, 0.02)[:60], flat[:60], False)}
-    for name, (nu, loss_d, expected) in cases.items():
-        _write_metrics(trainer, nu, loss_d)
-        assert trainer._settled_here() == expected, name
-
-
 def test_a_run_that_the_cap_ends_while_nu_moves_says_so(tmp_path):
     """When max_steps ends a run whose ν still moves by the settle check's measure (the quarters of its second half),
     the warning says that the cap, not ν, ended it (``nu_warning``, which result.json keeps); a fixed-length run of
@@ -400,50 +359,15 @@ def test_a_run_that_the_cap_ends_while_nu_moves_says_so(tmp_path):
         assert result["steps"] == 30 and result["nu"] == capped["nu"], name  # the same run, only the note differs
 
 
-def test_the_target_is_raised_while_nu_creeps_over_the_second_half(tmp_path):
-    """At the target the extension asks the settle check's question: ν that crept by 2 % over steps 200–300 and then
-    stayed flat over the averaging window (100 steps, whose halves agree) still moves between the quarters of the
-    run's second half, so the target is raised by half; ν flat throughout ends the run."""
-    config = pf.TrainConfig(**dict(SMALL, steps=400, max_steps=1000, average_last=100, nu_warmup=10, tol=0.01))
-    trainer = pf.Trainer(_observations(), config, tmp_path / "run", "cpu")
-    steps, flat = np.arange(400), np.full(400, 1e-4)
-    creep = 0.02 * (1 + 0.02 * np.clip((steps - 200) / 100, 0, 1))
-    _write_metrics(trainer, creep, flat)
-    assert pf.trainer._drift(creep[-100:]) == 0.0  # the averaging window's halves see nothing
-    with pytest.warns(pf.PinnfastWarning, match=r"ν is still moving at step 400 \(\+.* % between the last two "
-                                                r"quarters of the run\): training on to step 600"):
-        assert trainer._extend() and trainer.config.steps == 600
-    trainer.config.steps = 400
-    _write_metrics(trainer, np.full(400, 0.02), flat)
-    assert not trainer._extend() and trainer.config.steps == 400
-
-
-def test_a_settled_run_ends_early_and_stays_finished(tmp_path, monkeypatch):
-    """A run whose ν settles ends at a check (a multiple of 500 from min_steps on), not at --steps; a resume finds
-    it finished; stop_when_settled=False trains every step."""
-    monkeypatch.setattr(pf.trainer, "LOSS_SETTLED", 0.0)  # the data-loss condition has its own test above
-    config = dict(SMALL, steps=3000, min_steps=500, tol=0.9)  # tol 0.9: ν "settles" at the first check
-    run = pf.Trainer(_observations(), pf.TrainConfig(**config), tmp_path / "early", "cpu")
-    result = run.run(progress=False)
-    assert result["steps"] < 3000 and result["steps"] % 500 == 0 and result["target_steps"] == result["steps"]
-    resumed = pf.Trainer.resume(_observations(), tmp_path / "early", "cpu")
-    assert resumed.finished and resumed.run(progress=False)["nu"] == result["nu"]
-    fixed = pf.Trainer(_observations(), pf.TrainConfig(**dict(config, steps=600, stop_when_settled=False)),
-                       tmp_path / "fixed", "cpu")
-    assert fixed.run(progress=False)["steps"] == 600
-    # metrics flushed every 30 steps: the check falls at the first flush past each 500 (510, …), not only at 1500
-    odd = pf.Trainer(_observations(), pf.TrainConfig(**dict(config, checkpoint_every=30)), tmp_path / "odd", "cpu")
-    assert odd.run(progress=False)["steps"] == 510
-
-
 def test_a_settled_run_is_not_extended(tmp_path, monkeypatch):
     """Once the settle check has ended a run, the shorter view of the averaging window's halves does not extend it
     (at a tiny tol any drift there would): it only speaks in the warning."""
-    monkeypatch.setattr(pf.trainer.Trainer, "_settled_here", lambda self: True)
-    config = pf.TrainConfig(**dict(SMALL, steps=3000, min_steps=500, tol=1e-6))
+    monkeypatch.setattr(pf.trainer, "settled", lambda *args: True)
+    monkeypatch.setattr(pf.stopping, "SETTLE_EVERY", 50)
+    config = pf.TrainConfig(**dict(SMALL, steps=3000, min_steps=50, tol=1e-6))
     with pytest.warns(pf.PinnfastWarning, match="moving"):
         result = pf.Trainer(_observations(), config, tmp_path / "run", "cpu").run(progress=False)
-    assert result["steps"] == result["target_steps"] == 500 and abs(result["nu_drift"]) > 1e-6 / 4
+    assert result["steps"] == result["target_steps"] == 50 and abs(result["nu_drift"]) > 1e-6 / 4
 
 
 def test_lbfgs_finish_lowers_the_loss_and_resumes_exactly(tmp_path, monkeypatch):
@@ -475,11 +399,10 @@ def test_the_error_bar_averages_the_jackknife_over_its_window_and_resumes(tmp_pa
     """ν's error bar: the root mean square of the sub-box jackknife sampled every ERROR_EVERY steps inside the
     averaging window (checked against the kept checkpoints at those steps); a run
     resumed from a checkpoint before the window reports the same bar, bit for bit."""
-    from pinnfast import trainer as trainer_module
     from pinnfast.runfolder import load_checkpoint
     from pinnfast.uncertainty import subdomain_jackknife
 
-    monkeypatch.setattr(trainer_module, "ERROR_EVERY", 20)
+    monkeypatch.setattr(pf.stopping, "ERROR_EVERY", 20)
     observations = pf.make_observations(0.03, 80, seed=3)
     config = dict(SMALL, steps=60, average_last=30, keep_checkpoints=(20, 40, 60), stop_when_settled=False)
     result = pf.Trainer(observations, pf.TrainConfig(**config), tmp_path / "a", "cpu").run(progress=False)
@@ -487,7 +410,7 @@ def test_the_error_bar_averages_the_jackknife_over_its_window_and_resumes(tmp_pa
     squares = []
     for step in (40, 60):  # the samples inside the window; the one at step 20 is not
         state = load_checkpoint(tmp_path / "a", step)
-        problem = pf.trainer.build_problem(pf.TrainConfig(**state["config"]), observations)
+        problem = pf.config.build_problem(pf.TrainConfig(**state["config"]), observations)
         problem.load_state_dict(state["problem"])
         squares.append(subdomain_jackknife(problem, {"nu": problem.nu.detach()})["nu"].item() ** 2)
     assert result["nu_sigma"] == pytest.approx(np.sqrt(np.mean(squares)), rel=1e-9)
