@@ -4,6 +4,7 @@ older pinnfast is read (:func:`upgrade`), and :func:`load_run`, a trained run re
 The files themselves (atomic writes, kept steps, the metrics CSV) are :mod:`pinnfast.runfolder`'s.
 """
 import dataclasses
+from pathlib import Path
 
 import torch
 
@@ -14,19 +15,33 @@ from .data import load_observations
 from .distributed import Ranks
 from .errors import PinnfastError
 from .models import domain_box
-from .pde import PDE, from_factory
-from .runfolder import load_checkpoint, metrics_header, read_result, save_checkpoint
+from .pde import PDE
+from .runfolder import CHECKPOINT, load_checkpoint, metrics_header, plain, read_result, save_checkpoint
 
 
-def upgrade(state, header=()):
+def upgrade(state, header=(), source="the checkpoint"):
     """A loaded checkpoint with every entry that older pinnfast versions did not write, at what those runs did:
     config fields added since take their defaults, except ``bootstrap`` (an ensemble saved before the option
     resampled its observations); one random stream (``generator``) becomes ``generators``; no compile time, L-BFGS
     finish or error samples; one process. ``imbalance_logged``: whether the metrics CSV (its ``header``) has the
-    annealing imbalance columns, which runs begun before they were logged lack."""
+    annealing imbalance columns, which runs begun before they were logged lack. A config this pinnfast cannot run
+    (a field it does not know, a value it refuses) is one line naming ``source``."""
     fields = state["config"]
-    state["config"] = dataclasses.asdict(TrainConfig(**{"bootstrap": fields.get("ensemble", 1) > 1, **fields}))
+    unknown = sorted(set(fields) - {field.name for field in dataclasses.fields(TrainConfig)})
+    if unknown:
+        raise PinnfastError(f"{source}: its config has field(s) this pinnfast {__version__} does not know "
+                            f"({', '.join(map(str, unknown))}); it was written by another version or by hand")
+    try:
+        config = TrainConfig(**{"bootstrap": fields.get("ensemble", 1) > 1, **fields})
+        config.validate()
+    except PinnfastError as exc:
+        raise PinnfastError(f"{source}: its config cannot be a run's ({exc})") from None
+    except (TypeError, ValueError) as exc:  # a value of the wrong kind, compared or converted
+        raise PinnfastError(f"{source}: its config cannot be a run's ({exc})") from None
+    state["config"] = dataclasses.asdict(config)
     if "generators" not in state:
+        if "generator" not in state:
+            raise PinnfastError(f"{source}: not a whole pinnfast checkpoint (no random stream)")
         state["generators"] = [state.pop("generator")]
     for name, default in (("compile_seconds", 0.0), ("lbfgs_done", False), ("error_samples", []),
                           ("world_size", 1), ("data", None), ("nu_true", None)):
@@ -37,7 +52,7 @@ def upgrade(state, header=()):
 
 def read(run_dir):
     """The checkpoint of ``run_dir``, upgraded."""
-    return upgrade(load_checkpoint(run_dir), metrics_header(run_dir))
+    return upgrade(load_checkpoint(run_dir), metrics_header(run_dir), Path(run_dir) / CHECKPOINT)
 
 
 def save(trainer, kept=False):
@@ -46,9 +61,9 @@ def save(trainer, kept=False):
     step_state = trainer.stepper.state_dict()  # a collective: on every rank
     if trainer.ranks.main:
         save_checkpoint(trainer.out_dir, {
-            "config": dataclasses.asdict(trainer.config), "seconds": trainer.seconds,
+            "config": plain(dataclasses.asdict(trainer.config)), "seconds": trainer.seconds,
             "problem": trainer.problem.state_dict(), **step_state, "world_size": trainer.ranks.world,
-            "device_type": trainer.device.type, "data": trainer.data, "nu_true": trainer.nu_true,
+            "device_type": trainer.device.type, "data": plain(trainer.data), "nu_true": plain(trainer.nu_true),
             "version": __version__, "error_samples": trainer.error_samples,
         }, trainer.step if kept else None)
     if not kept:
@@ -63,7 +78,7 @@ def resume(trainer_class, observations, out_dir, device="auto", steps=None, *, d
     if "version" not in state:
         raise PinnfastError(f"{out_dir}: the checkpoint was written by pinnfast 0.1, which did not record the "
                             "run's data, so a resume cannot check it; start a new run")
-    state = upgrade(state, metrics_header(out_dir))
+    state = upgrade(state, metrics_header(out_dir), Path(out_dir) / CHECKPOINT)
     world, ranks = state["world_size"], Ranks()
     if world != ranks.world:
         how = f"torchrun --nproc_per_node {world}, or --nproc {world}" if world > 1 else "without torchrun"
@@ -98,7 +113,11 @@ def resume(trainer_class, observations, out_dir, device="auto", steps=None, *, d
     if recorded is not None and trainer.data["path"] is None:
         trainer.data = recorded  # the same values from Python: keep the file the run was started with
     load_problem_state(trainer.problem, state, out_dir)
-    trainer.stepper.load_state_dict(state)
+    try:
+        trainer.stepper.load_state_dict(state)
+    except (KeyError, TypeError, ValueError, RuntimeError, IndexError) as exc:
+        raise PinnfastError(f"{Path(out_dir) / CHECKPOINT}: its optimiser or random state does not fit this run "
+                            f"({type(exc).__name__}: {str(exc).strip()[:200]})") from None
     trainer.seconds, trainer.error_samples = state["seconds"], state["error_samples"]
     trainer.checkpoint_step = trainer.step
     if not state["imbalance_logged"]:
@@ -129,20 +148,26 @@ def check_options(state, run_dir, command, given):
 
 
 def declared_problem(state, run_dir, pde=None, data_path=None):
-    """The PDE of a run that trained a declared problem: ``pde`` when given, else what its recorded factory
-    returns again (called with ``data_path``, or the run's own data file)."""
+    """The PDE of a run that trained a declared problem, which the caller gives again as ``pde`` (a run folder is
+    data, never code: the factory it recorded is only named in the message). A PDE from the factory the run
+    recorded must come from the same source (its SHA-256)."""
     name, recorded = state["config"]["problem"], state["data"] or {}
+    factory = recorded.get("factory") or {}
     if pde is None:
-        factory = recorded.get("factory")
-        if factory is None:
-            raise PinnfastError(f"the run in {run_dir} trained the problem {name!r} passed from Python; pass that "
-                                "pinnfast.PDE again")
-        pde = from_factory(factory["spec"], data_path or recorded.get("path"), factory["folder"])
-    elif not isinstance(pde, PDE):
+        how = (f"give its factory again, as it began: --problem {factory.get('spec')}" if factory else
+               "pass that pinnfast.PDE again (it was passed from Python)")
+        raise PinnfastError(f"the run in {run_dir} trained the declared problem {name!r}; {how} (a run folder never "
+                            "names code to run)")
+    if not isinstance(pde, PDE):
         raise PinnfastError(f"the run in {run_dir} trained the declared problem {name!r}; pass its pinnfast.PDE, "
                             f"not a {type(pde).__name__}")
     if pde.name != name:
         raise PinnfastError(f"the run in {run_dir} trained the problem {name!r}, not {pde.name!r}")
+    given = (pde.factory or {}).get("sha256")
+    if factory.get("sha256") and given and given != factory["sha256"]:
+        raise PinnfastError(f"--problem {pde.factory['spec']}: its source is not the one the run in {run_dir} was "
+                            f"trained with (sha256 {factory['sha256'][:12]}…, now {given[:12]}…); restore that "
+                            "code or start a new run")
     return pde
 
 
@@ -150,8 +175,8 @@ def load_problem_state(problem, state, run_dir):
     """The checkpoint's network and unknowns into ``problem``, or one line saying that they do not fit it."""
     try:
         problem.load_state_dict(state["problem"])
-    except RuntimeError as exc:
-        reason = str(exc).strip().splitlines()
+    except (RuntimeError, TypeError, KeyError, AttributeError) as exc:
+        reason = str(exc).strip().splitlines() or [type(exc).__name__]
         raise PinnfastError(f"the checkpoint in {run_dir} does not fit this problem ({reason[-1].strip()})") from None
 
 

@@ -145,7 +145,8 @@ def parser(description):
                                             "init). Writes RUN_DIR/result.json, metrics.csv, training.png and "
                                             "checkpoint.pt.")
     train.add_argument("--problem", help="MODULE:FUNCTION or FILE.py:FUNCTION, a function returning a pinnfast.PDE, "
-                                         "e.g. examples/heat_inverse.py:make_problem (with --resume: the run's own)")
+                                         "e.g. examples/heat_inverse.py:make_problem (with --resume: the same again, whose source "
+                                         "must be the run's: a run folder never names code to run)")
     train.add_argument("--data", help="a data file for the problem: the function is called with its path "
                                       "(with --resume: the run's own)")
     _run_options(train, [flag for flag in RUN_OPTIONS if flag != "--nu-init"])

@@ -19,7 +19,7 @@ from .errors import PinnfastError, PinnfastWarning, TrainingDiverged
 from .pde import from_factory
 from .report import nu_message
 from .runfolder import (CHECKPOINT, DIAGNOSE_JSON, DIAGNOSE_NPZ, DIAGNOSE_PNG, METRICS_CSV, PLOT, is_run_file,
-                        locked_by_main, write_npz, write_result)
+                        locked_by_main, read_result, write_npz, write_result)
 from .trainer import Trainer
 
 
@@ -161,11 +161,14 @@ def _resume_state(args, out):
     state = checkpoint.read(out)
     check_options(state, out, args.command, {flag: getattr(args, _dest(flag), None) for flag in RUN_OPTIONS})
     target = resume_target(state, args.steps, out)
-    if state["step"] >= target:
+    finished = state["step"] >= target and (not state["config"]["lbfgs_steps"] or state["lbfgs_done"])
+    result = read_result(out)
+    reported = (result.get("steps"), result.get("data_sha256")) == (state["step"], (state["data"] or {}).get("sha256"))
+    if finished and reported and (out / PLOT).is_file():
         print(f"{out}: the run is complete ({state['step']} of {target} steps); nothing changed (raise --steps "
               "to train further)")
         return None
-    return state
+    return state  # to train on, or a finished run whose result or plot was not written (it stopped in between)
 
 
 def new_config(args):
@@ -216,10 +219,14 @@ def _train(args):
 
 def _train_in(args, out):
     if args.resume:
-        if _resume_state(args, out) is None:
+        state = _resume_state(args, out)
+        if state is None:
             return
-        pde = from_factory(args.problem, args.data) if args.problem else None
-        trainer = _resumed(Trainer.resume(pde, out, args.device, steps=args.steps, data_path=args.data), args)
+        if not args.problem:
+            checkpoint.declared_problem(state, out)  # says which --problem the run began with
+        data = args.data or (state["data"] or {}).get("path")
+        trainer = _resumed(Trainer.resume(from_factory(args.problem, data), out, args.device, steps=args.steps,
+                                          data_path=data), args)
     else:
         if not args.problem:
             raise PinnfastError("--problem is needed: MODULE:FUNCTION or FILE.py:FUNCTION, the function that returns "

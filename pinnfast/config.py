@@ -32,6 +32,8 @@ BACKENDS = ("auto", "torch", "triton")
 DTYPES = ("float32", "float64")  # float64: the torch backend only (the kernels compute in float32)
 TRITON_MAX_WIDTH = 128  # the fused kernels' widest network
 PROBLEMS = ("burgers", "helmholtz", "klein-gordon")
+# The built-in problems' (inputs, outputs, loss terms besides the residual), for the memory estimate of limits.py.
+PROBLEM_SHAPES = {"burgers": (3, 2, 1), "helmholtz": (2, 1, 1), "klein-gordon": (2, 1, 2)}
 # compile="auto" compiles runs whose target is at least this many steps. On the 2-core CPU a compile saves about
 # 3.5 ms of a default step's 6.2 and costs about 25 s the first time (paid back after about 7000 steps), 3 s once
 # torch has cached it (after about 1000): BENCHMARKS.md

@@ -154,7 +154,7 @@ def diagnose_run(run_dir, steps=None, out_dir=None, tol=1e-3, max_iter=100, seed
     summaries, diagnoses = [], []
     for step in steps:
         state = load_checkpoint(run_dir, step) if step in kept else last
-        problem.load_state_dict(state["problem"])  # copied into the float64 parameters
+        checkpoint.load_problem_state(problem, state, run_dir)  # copied into the float64 parameters
         batch = problem.sample(torch.Generator(device).manual_seed(seed))
         lambdas = state["weights"]["lambdas"]
         diagnoses.append(diagnose_problem(problem, lambdas, batch, annealing, tol, max_iter, seed))

@@ -24,6 +24,11 @@ def parameter_count(in_dim, out_dim, width, depth, members=1):
     return members * per_member
 
 
+def problem_shape(pde):
+    """A declared problem's (inputs, outputs, loss terms besides the residual)."""
+    return pde.in_dim, pde.out_dim, len(pde.conditions)
+
+
 def estimate_bytes(config, in_dim, out_dim, n_terms):
     """A floor for the memory of one training step of ``config`` (a TrainConfig) on a problem with ``in_dim``
     inputs, ``out_dim`` outputs and ``n_terms`` loss terms besides the residual."""

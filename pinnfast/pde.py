@@ -358,7 +358,8 @@ class PDE:
 def from_factory(spec, data=None, folder=None):
     """The :class:`PDE` that ``spec`` returns: ``module:function`` (imported from ``folder``, default the current
     one) or ``path/to/file.py:function``, called as ``function(data)`` when a data file is given. The PDE
-    remembers the factory (``pde.factory``), so that a run can rebuild it."""
+    remembers the factory (``pde.factory``: the spec, and the SHA-256 of its module's source, so that a resumed run
+    can tell that it is given the same code again; a run folder never names code to import)."""
     text = str(spec)
     where, sep, attribute = text.rpartition(":")
     if not sep or not where or not attribute.isidentifier():
@@ -391,7 +392,9 @@ def from_factory(spec, data=None, folder=None):
     pde = function(str(data)) if data is not None else function()
     if not isinstance(pde, PDE):
         raise PinnfastError(f"--problem {text}: {label}() returned {type(pde).__name__}, not a pinnfast.PDE")
-    pde.factory = {"spec": factory, "folder": str(folder)}
+    source = getattr(module, "__file__", None)
+    pde.factory = {"spec": factory, "folder": str(folder),
+                   "sha256": hashlib.sha256(Path(source).read_bytes()).hexdigest() if source else None}
     return pde
 
 

@@ -26,6 +26,8 @@ import numpy as np
 from .names import symbol
 from .stopping import drift, moves, moving_at_the_cap
 
+RAN_OFF = 1e6  # an unknown this many times smaller or larger than its initial value collapsed or ran off
+
 
 def window(table, config):
     """The averaging window: the last ``average_last`` rows after the warm-up (empty before any training)."""
@@ -112,7 +114,8 @@ def identification_warning(name, summary, config, drift_at_cap=None):
     (``_sigma``; an ensemble's includes the members' spread) is wider than ``tol``, or it still moved by more
     than ``tol / 4`` between the two halves of its averaging window, or ``max_steps`` ended the run while it
     still moved by the settle check's measure (``drift_at_cap``) (BENCHMARKS.md: on the regime sweep every
-    clean case that ended more than 1 % off had an error bar above 1 %)."""
+    clean case that ended more than 1 % off had an error bar above 1 %), or it collapsed towards 0 or ran off
+    (more than ``RAN_OFF`` times smaller or larger than its initial value)."""
     tol, reasons, advice, who = config.tol, [], [], symbol(name)
     value, sigma, moved = summary[name], summary[f"{name}_sigma"], summary[f"{name}_drift"]
     if summary[f"{name}_window"] is not None and not (sigma is not None and sigma <= tol * abs(value)):
@@ -121,9 +124,9 @@ def identification_warning(name, summary, config, drift_at_cap=None):
         else:
             why = f"the sub-boxes of the domain ask for different values of {who}"
             if config.members is not None:
-                why = (f"the {config.ensemble} ensemble members disagree by ±"
-                       f"{100 * summary[f'{name}_spread'] / abs(value):.2g} % (standard deviation), and {why}")
-            reasons.append(f"its error bar is ±{100 * sigma / abs(value):.2g} % ({why})")
+                why = (f"the {config.ensemble} ensemble members disagree by "
+                       f"{_relative(summary[f'{name}_spread'], value)} (standard deviation), and {why}")
+            reasons.append(f"its error bar is {_relative(sigma, value)} ({why})")
         advice.append(f"more data, or less noisy data, or data where {who} matters more (sharper fields)")
     more_steps = "more steps (resume the run with a higher --steps)"
     if moved is not None and moves(moved, tol):
@@ -131,6 +134,11 @@ def identification_warning(name, summary, config, drift_at_cap=None):
         reasons.append(f"{who} was still moving ({100 * moved:+.2g} % between the halves of its "
                        f"averaging window, steps {first}–{last})")
         advice.append(more_steps)
+    init = summary[f"{name}_init"]
+    if summary[f"{name}_window"] is not None and init and not 1 / RAN_OFF <= abs(value / init) <= RAN_OFF:
+        reasons.append(f"{who} went from its initial {init:.3g} to {value:.3g}, "
+                       f"{'collapsing towards 0' if abs(value) < abs(init) else 'running off'}")
+        advice.append(f"a smaller learning rate of {who} (--nu-lr) or an initial value nearer the truth")
     if drift_at_cap is not None:
         reasons.append(f"--max-steps ({config.max_steps}) ended the run while {who} still moved "
                        f"({100 * drift_at_cap:+.2g} % between the last two quarters of the run)")
@@ -143,6 +151,11 @@ def identification_warning(name, summary, config, drift_at_cap=None):
     return (f"{who} is not identified well by these data: {' and '.join(reasons)}, against the requested "
             f"accuracy of {100 * tol:g} % (tol); treat {who} = {value:.4g} as uncertain to that extent, and try "
             f"{' or '.join(advice)}")
+
+
+def _relative(error, value):
+    """An error as a percentage of ``value`` (``±3.2 %``), or as it is when the value is 0."""
+    return f"±{100 * error / abs(value):.2g} %" if value else f"±{error:.2g}"
 
 
 def nu_message(result, name="nu"):

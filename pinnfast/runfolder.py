@@ -224,12 +224,12 @@ def check_structure(state, path):
 
 
 def plain(value):
-    """``value`` with numpy numbers and arrays as Python numbers and lists, tuples as lists: what a checkpoint
-    may hold so that it loads as data (``weights_only=True``)."""
+    """``value`` with numpy numbers and arrays as Python numbers and lists: what a checkpoint may hold so that it
+    loads as data (``weights_only=True``)."""
     if isinstance(value, dict):
         return {key: plain(item) for key, item in value.items()}
     if isinstance(value, (list, tuple)):
-        return [plain(item) for item in value]
+        return type(value)(plain(item) for item in value)
     if isinstance(value, np.ndarray):
         return value.tolist()
     if isinstance(value, np.generic):

@@ -6,6 +6,8 @@ and says so when the cap ended it while ν moved (regime sweep: BENCHMARKS.md). 
 half after the warm-up: in slow cases ν creeps with plateaus of a thousand steps, and while a clean data set is still
 being fitted better ν can still move.
 """
+import math
+
 import numpy as np
 
 DRIFT_FRACTION = 0.25  # ν "still moves" when its drift (between two spans of steps) exceeds this fraction of tol
@@ -18,7 +20,9 @@ def drift(values):
     """How far a value still moved over a span: the mean of its second half minus that of its first half, relative
     to the whole span's mean (0 when it has settled; the sign says which way)."""
     half = len(values) // 2
-    return float((values[half:].mean() - values[:half].mean()) / abs(values.mean()))
+    mean = abs(values.mean())
+    change = values[half:].mean() - values[:half].mean()
+    return float(change / mean) if mean else (0.0 if change == 0 else math.inf)  # a value collapsed to 0
 
 
 def moves(value, tol):

@@ -17,19 +17,21 @@ import time
 import warnings
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from . import checkpoint
 from ._version import __version__
-from .config import PROBLEMS, build_problem, resolve_backend, resolve_compile, resolve_device
-from .data import observations_sha256, validate_observations
+from .config import PROBLEM_SHAPES, PROBLEMS, build_problem, resolve_backend, resolve_compile, resolve_device
+from .data import check_spread, observations_sha256, validate_observations
 from .distributed import Ranks
 from .errors import PinnfastError, PinnfastWarning, TrainingDiverged
+from .limits import check_fits, check_viscosity, problem_shape
 from .names import symbol
 from .pde import PDE
 from .report import result as summarize
-from .runfolder import (CHECKPOINT, LBFGS_CSV, RESULT, append_metrics, claim_empty, cut_metrics_at, metrics_table,
-                        write_text)
+from .runfolder import (CHECKPOINT, LBFGS_CSV, RESULT, append_metrics, claim_empty, cut_metrics_at, locked_by_main,
+                        metrics_table, write_text)
 from .step import TrainingStep
 from .stopping import error_sample_due, next_target, settle_check_due, settled
 from .uncertainty import subdomain_jackknife
@@ -80,6 +82,11 @@ class Trainer:
         elif config.problem == "burgers":  # checked as the CLI checks a file, whoever passes them
             observations = validate_observations(observations, source)
             self.data = {"path": path, "columns": columns, "sha256": observations_sha256(observations)}
+            if config.box is None:
+                check_spread(observations, source)  # the box comes from the points: one that float32 can hold
+            check_viscosity(config.nu_init, *(config.box or _bounds(observations)))
+        check_fits(config, *(problem_shape(observations) if declared else PROBLEM_SHAPES[config.problem]),
+                   self.device)
         self.problem = build_problem(config, observations, source).to(self.device, getattr(torch, config.dtype))
         self.problem.backend = self.backend = resolve_backend(config, self.device)
         if config.members is not None and not self.problem.physical():
@@ -130,9 +137,14 @@ class Trainer:
         return self.step >= self.config.steps and (self.config.lbfgs_steps == 0 or self.stepper.lbfgs_done)
 
     def run(self, progress=True):
-        """Train up to ``config.steps``, checkpointing; returns :meth:`result`. A finished run writes nothing."""
+        """Train up to ``config.steps``, checkpointing; returns :meth:`result`. A finished run writes nothing. The
+        run folder is locked against other writers meanwhile (:func:`~pinnfast.runfolder.locked`)."""
         if self.finished:
             return self.ranks.on_main(self.result)
+        with locked_by_main(self.out_dir, self.ranks):
+            return self._run(progress)
+
+    def _run(self, progress):
         self.ranks.on_main(self._claim_folder)
         if self.stepper.physical:
             self._warn_if_short()
@@ -151,23 +163,22 @@ class Trainer:
                         # before the checkpoint, which keeps the samples
                         self.error_samples.append([self.step, self._jackknife_now()])
                     self.seconds = seconds_before + time.perf_counter() - started
-                    rows = self._flush(pending)
+                    rows = self._record(pending)
                     if bar is not None:
                         bar.update(len(rows))
                         bar.set_postfix({name: f"{value:.4g}" for name, value in zip(self.metric_names, rows[-1])
                                          if name == "loss" or name in self.unknowns})
                     pending = []
-                    settled = self.step < self.config.steps and self._settled()
-                    if settled:  # the run ends here, and a resume finds it finished
-                        self.config.steps = self.step
-                        self.save_checkpoint()
-                    if self.step == self.config.steps:  # the loop ends here unless ν still moves at the target
-                        result = self.ranks.on_main(self.result)  # from rank 0's metrics, for every rank
-                        if not settled and self._extend() and bar is not None:
-                            bar.total = self.config.steps
+                    # Where the run ends is decided before the checkpoint that records it, so that a run stopped
+                    # between the two resumes as the uninterrupted run goes on.
+                    if self.step < self.config.steps and self._settled():
+                        self.config.steps = self.step  # the run ends here, and a resume finds it finished
+                    elif self.step == self.config.steps and self._extend() and bar is not None:
+                        bar.total = self.config.steps  # ν still moves at the target
+                    self.save_checkpoint()
         if self.config.lbfgs_steps and not self.stepper.lbfgs_done:
             self._lbfgs_finish()
-            result = self.ranks.on_main(self.result)
+        result = self.ranks.on_main(self.result)  # from rank 0's metrics, for every rank
         for name in self.unknowns:
             if result[f"{name}_warning"]:
                 warnings.warn(result[f"{name}_warning"], PinnfastWarning)
@@ -184,8 +195,8 @@ class Trainer:
             write_text(self.out_dir / LBFGS_CSV, "\n".join(",".join(map(str, row)) for row in [header, *rows]) + "\n")
         self.save_checkpoint()
 
-    def _flush(self, pending):
-        """Bring buffered metrics to the host: stop on a non-finite loss, else append the CSV and checkpoint. The
+    def _record(self, pending):
+        """Bring buffered metrics to the host: stop on a non-finite loss, else append the CSV; returns the rows. The
         losses are the means over the ranks' batches (λ and ν are the same on every rank)."""
         first = self.step - len(pending) + 1
         values = torch.stack([metrics for metrics, _ in pending])
@@ -207,7 +218,6 @@ class Trainer:
                                    f"{', ' + values if values else ''}); {kept}")
         if self.ranks.main:
             append_metrics(self.out_dir, self.metric_names, rows)
-        self.save_checkpoint()
         return rows
 
     def _claim_folder(self):
@@ -229,7 +239,7 @@ class Trainer:
 
     def _extend(self):
         """At the target, while ν still moves (:func:`~pinnfast.stopping.next_target`, on rank 0's metrics): raise
-        the target, saved at once so that a resume continues the extended run. Returns whether it did."""
+        the target (the checkpoint that follows records it). Returns whether it did."""
         found = self.ranks.on_main(lambda: next_target(metrics_table(self.out_dir), self.config, self.unknowns))
         if found is None:
             return False
@@ -238,7 +248,6 @@ class Trainer:
         warnings.warn(f"{symbol(name)} is still moving at step {before} ({100 * drift:+.2g} % between the last two "
                       f"quarters of the run): training on to step {self.config.steps} (at most "
                       f"{self.config.max_steps}, --max-steps)", PinnfastWarning)
-        self.save_checkpoint()
         return True
 
     def _jackknife_now(self):
@@ -276,6 +285,12 @@ class Trainer:
             logged={name: value.item() for name, value in self.problem.logged().items()},
             lbfgs_done=self.stepper.lbfgs_done, error_samples=self.error_samples, jackknife=self._jackknife_now,
             data_fit=fit, data=self.data, version=__version__)
+
+
+def _bounds(observations):
+    """The box (lo, hi) of observations' points (x, y, t)."""
+    points = np.column_stack([observations[c] for c in ("x", "y", "t")])
+    return points.min(0), points.max(0)
 
 
 def _progress_bar(total, initial, enabled):

@@ -197,3 +197,199 @@ def test_too_many_kept_checkpoints_is_one_line(tmp_path, capsys):
     code, _, err = run_cli(["infer", "--out", str(tmp_path / "run"), "--keep-checkpoints", "0:100000000000:1"],
                            capsys)
     assert code == 2 and "at most 10000" in err and not (tmp_path / "run").exists()
+
+
+# ----------------------------------------------------------------- every crash window resumes exactly
+SMALL_RUN = ["--width", "8", "--depth", "1", "--collocation", "32", "--batch-size", "16", "--nu-warmup", "20",
+             "--average-last", "50", "--quiet", "--device", "cpu"]
+CRASH_CASES = {  # an early settle at the first check (step 500), and a target raised twice, to the cap
+    "settle": ["--model", "m1", "--steps", "2000", "--min-steps", "500", "--tol", "0.9", "--lr", "1e-5", "--nu-lr",
+               "1e-5", "--checkpoint-every", "250"],
+    "extension": ["--model", "m3", "--steps", "200", "--max-steps", "400", "--tol", "0.001", "--checkpoint-every",
+                  "100"],
+}
+
+
+def _same(a, b, where):
+    """Equal checkpoint entries: tensors bit for bit, containers entry by entry."""
+    if torch.is_tensor(a):
+        assert torch.is_tensor(b) and a.dtype == b.dtype and torch.equal(a, b), where
+    elif isinstance(a, dict):
+        assert isinstance(b, dict) and a.keys() == b.keys(), where
+        for key in a:
+            _same(a[key], b[key], f"{where}.{key}")
+    elif isinstance(a, (list, tuple)):
+        assert type(a) is type(b) and len(a) == len(b), where
+        for k, (x, y) in enumerate(zip(a, b)):
+            _same(x, y, f"{where}[{k}]")
+    elif where not in ("checkpoint.seconds", "checkpoint.compile_seconds"):
+        assert a == b, f"{where}: {a!r} != {b!r}"
+
+
+def _untimed(result):
+    return {key: value for key, value in result.items() if key not in ("seconds", "compile_seconds")}
+
+
+@pytest.mark.parametrize("case", list(CRASH_CASES))
+def test_a_kill_after_any_write_resumes_to_the_uninterrupted_run(case, tmp_path):
+    data = tmp_path / "obs.npz"
+    pf.save_observations(data, pf.make_observations(0.02, 60, seed=2))
+    argv = ["infer", "--data", str(data), *SMALL_RUN, *CRASH_CASES[case]]
+    driven = subprocess.run([sys.executable, str(Path(__file__).with_name("kill_after_write.py")), str(tmp_path),
+                             *argv], capture_output=True, text=True, env=_env())
+    assert driven.returncode == 0, driven.stderr[-2000:]
+    writes = int(driven.stdout.split()[-1])
+    straight = tmp_path / "straight"
+    assert writes >= 4 and {p.name for p in straight.iterdir()} == {CHECKPOINT, METRICS_CSV, RESULT, "training.png"}
+    expected = _untimed(json.loads((straight / RESULT).read_text()))
+    for k in range(1, writes + 1):
+        killed = tmp_path / f"killed_{k}"
+        assert {p.name for p in killed.iterdir()} == {p.name for p in straight.iterdir()}, f"after write {k}"
+        assert (killed / METRICS_CSV).read_bytes() == (straight / METRICS_CSV).read_bytes(), f"after write {k}"
+        assert _untimed(json.loads((killed / RESULT).read_text())) == expected, f"after write {k}"
+        _same(load_checkpoint(killed), load_checkpoint(straight), "checkpoint")
+
+
+# ----------------------------------------------------------------- a declared problem's code comes from the user
+HEAT = '''
+import numpy as np
+import pinnfast as pf
+
+
+def make_problem(data=None):
+    rng = np.random.default_rng(0)
+    x, t = rng.random(50), rng.random(50)
+    u = np.exp(-0.1 * np.pi ** 2 * t) * np.sin(np.pi * x)
+    return pf.PDE(("x", "t"), ("u",), lambda d, kappa: d.u_t - kappa * d.u_xx, {"kappa": pf.Unknown(0.5)},
+                  {"d": pf.Condition({"x": x, "t": t}, values=u)}, name="heat")
+'''
+
+
+@pytest.fixture(scope="module")
+def heat_run(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("heat")
+    (folder / "heat.py").write_text(HEAT)
+    argv = ["train", "--problem", f"{folder / 'heat.py'}:make_problem", "--out", str(folder / "run"), "--steps", "20",
+            *TINY]
+    assert run_cli_plain(argv) == 0
+    return folder
+
+
+def test_a_factory_named_in_a_run_folder_is_never_imported(heat_run, tmp_path, capsys):
+    crafted = _copy_run(heat_run / "run", tmp_path / "crafted")
+    marker = tmp_path / "ran"
+    evil = tmp_path / "evil.py"
+    evil.write_text(f"import pathlib\npathlib.Path({str(marker)!r}).touch()\ndef make_problem(data=None): pass\n")
+    state = torch.load(crafted / CHECKPOINT, weights_only=True)
+    state["data"]["factory"]["spec"] = f"{evil}:make_problem"
+    torch.save(state, crafted / CHECKPOINT)
+    points = tmp_path / "points.csv"
+    points.write_text("x,y,t\n0,0,0.5\n")
+    for argv in (["predict", "--run", str(crafted), "--points", str(points), "--out", str(tmp_path / "p.csv")],
+                 ["residual-field", "--run", str(crafted), "--out", str(tmp_path / "f"), "--grid", "4"],
+                 ["train", "--out", str(crafted), "--resume", "--steps", "30", "--quiet"]):
+        code, _, err = run_cli(argv, capsys)
+        assert code == 2 and len(err.strip().splitlines()) == 1, err
+        assert "heat" in err and not marker.exists(), argv[0]
+    assert f"--problem {evil}:make_problem" in err  # named as data, for the user to judge
+
+
+def test_a_resume_needs_the_same_factory_source(heat_run, tmp_path, capsys):
+    run = _copy_run(heat_run / "run", tmp_path / "run")
+    changed = tmp_path / "heat.py"
+    changed.write_text(HEAT.replace("kappa * d.u_xx", "kappa * d.u_xx * 1.0"))
+    code, _, err = run_cli(["train", "--problem", f"{changed}:make_problem", "--out", str(run), "--resume",
+                            "--steps", "30", "--quiet"], capsys)
+    assert code == 2 and "its source is not the one the run" in err and len(err.strip().splitlines()) == 1
+    code, _, err = run_cli(["train", "--problem", f"{heat_run / 'heat.py'}:make_problem", "--out", str(run),
+                            "--resume", "--steps", "30", "--quiet"], capsys)
+    assert code == 0, err
+
+
+# ----------------------------------------------------------------- checkpoints this pinnfast cannot run
+@pytest.mark.parametrize("change, message", [
+    (lambda config: config.update(colour="blue"), "does not know (colour)"),
+    (lambda config: config.update(model="m9"), "unknown model 'm9'"),
+    (lambda config: config.update(width="wide"), "its config cannot be a run's"),
+])
+def test_a_checkpoint_config_this_pinnfast_cannot_run_is_one_line(change, message, trained, tmp_path, capsys):
+    run, _ = trained
+    crafted = _copy_run(run, tmp_path / "crafted")
+    state = torch.load(crafted / CHECKPOINT, weights_only=True)
+    change(state["config"])
+    torch.save(state, crafted / CHECKPOINT)
+    for argv in (["infer", "--out", str(crafted), "--resume", "--steps", "40", "--quiet"],
+                 ["diagnose", "--run", str(crafted), "--max-iter", "2"]):
+        code, _, err = run_cli(argv, capsys)
+        assert code == 2 and len(err.strip().splitlines()) == 1 and message in err, err
+
+
+def test_a_checkpoint_whose_network_disagrees_with_its_config_is_one_line(trained, tmp_path, capsys):
+    run, _ = trained
+    crafted = _copy_run(run, tmp_path / "crafted")
+    state = torch.load(crafted / CHECKPOINT, weights_only=True)
+    state["config"]["width"] = 12
+    torch.save(state, crafted / CHECKPOINT)
+    for argv in (["diagnose", "--run", str(crafted), "--max-iter", "2"],
+                 ["infer", "--out", str(crafted), "--resume", "--steps", "40", "--quiet"]):
+        code, _, err = run_cli(argv, capsys)
+        assert code == 2 and len(err.strip().splitlines()) == 1 and "does not fit" in err, err
+
+
+# ----------------------------------------------------------------- settings no machine or data can run
+@pytest.mark.parametrize("flags, message", [
+    (["--width", "100000"], "this run needs at least"),
+    (["--depth", "100000"], "this run needs at least"),
+    (["--ensemble", "100000"], "this run needs at least"),
+    (["--collocation", "1000000000"], "this run needs at least"),
+    (["--nu-init", "1e300"], "--nu-init 1e+300 is not a viscosity these data can show"),
+    (["--nu-init", "1e-320"], "is not a viscosity these data can show"),
+])
+def test_absurd_settings_are_one_line_and_leave_nothing(flags, message, trained, tmp_path, capsys):
+    """On top of the default run (whose memory floor is about 19 MB)."""
+    _, data = trained
+    out = tmp_path / "run"
+    code, _, err = run_cli(["infer", "--data", str(data), "--out", str(out), "--quiet", "--device", "cpu", *flags],
+                           capsys)
+    assert code == 2 and len(err.strip().splitlines()) == 1 and message in err, err
+    assert not out.exists()
+
+
+def test_an_unknown_that_collapses_is_a_warning(trained, tmp_path, capsys):
+    _, data = trained
+    code, _, err = run_cli(["infer", "--data", str(data), "--out", str(tmp_path / "run"), "--steps", "300",
+                            "--nu-lr", "100", "--nu-warmup", "50", "--average-last", "100", "--checkpoint-every",
+                            "50", "--quiet", "--device", "cpu"], capsys)
+    result = json.loads((tmp_path / "run" / RESULT).read_text())
+    assert code == 0 and result["nu"] < 0.05e-6, result["nu"]
+    assert result["nu_warning"] and "went from its initial 0.05" in result["nu_warning"]
+    assert "went from its initial 0.05" in err
+
+
+def test_a_full_disk_names_the_file_and_keeps_the_last_checkpoint(trained, tmp_path, monkeypatch, capsys):
+    _, data = trained
+    out = tmp_path / "run"
+    save, saves = torch.save, []
+
+    def filling(state, path, *args, **kwargs):
+        saves.append(path)
+        if len(saves) == 2:
+            raise RuntimeError("[enforce fail at inline_container.cc:626] . PytorchStreamWriter failed writing file "
+                               "data/0: file write failed")
+        save(state, path, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "save", filling)
+    code, _, err = run_cli(["infer", "--data", str(data), "--out", str(out), "--steps", "30", *TINY], capsys)
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert f"{out / CHECKPOINT}: cannot write (" in err
+    assert load_checkpoint(out)["step"] == 10 and not [p for p in out.iterdir() if p.name.endswith(".tmp")]
+    monkeypatch.undo()
+    import matplotlib.figure
+
+    def full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", full)
+    code, _, err = run_cli(["infer", "--out", str(out), "--resume", "--quiet"], capsys)
+    assert code == 2 and err.strip().splitlines()[-1] == (f"pinnfast: error: {out / 'training.png'}: cannot write "
+                                                          "(No space left on device)")
