@@ -3,8 +3,8 @@ curves per run), the residual field of a trained network, and ``diagnose``'s per
 
 Every function writes its PNG and returns the (closed) figure, so that tests can inspect its colour scales.
 """
-import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib import pyplot as plt
 from matplotlib.colors import LogNorm, Normalize
 from matplotlib.ticker import MaxNLocator
 

@@ -7,8 +7,8 @@ Every function writes its PNG and returns the (closed) figure, so that tests can
 import math
 from pathlib import Path
 
-import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib import pyplot as plt
 from matplotlib.ticker import MaxNLocator
 
 from .figures import (extend_below, log_norm, plot_field, plot_gradients,  # noqa: F401 (importable from here)
