@@ -60,11 +60,14 @@ def save(trainer, kept=False):
     rank's random stream."""
     step_state = trainer.stepper.state_dict()  # a collective: on every rank
     if trainer.ranks.main:
-        save_checkpoint(trainer.out_dir, {
-            "config": plain(dataclasses.asdict(trainer.config)), "seconds": trainer.seconds,
-            "problem": trainer.problem.state_dict(), **step_state, "world_size": trainer.ranks.world,
-            "device_type": trainer.device.type, "data": plain(trainer.data), "nu_true": plain(trainer.nu_true),
-            "version": __version__, "error_samples": trainer.error_samples,
+        save_checkpoint(trainer.out_dir, {  # in the order docs/files.md lists them
+            "config": plain(dataclasses.asdict(trainer.config)), "step": step_state["step"],
+            "seconds": trainer.seconds, "compile_seconds": step_state["compile_seconds"],
+            "problem": trainer.problem.state_dict(),
+            **{name: step_state[name] for name in ("optimizer", "scheduler", "weights", "generators")},
+            "world_size": trainer.ranks.world, "device_type": trainer.device.type, "data": plain(trainer.data),
+            "nu_true": plain(trainer.nu_true), "version": __version__, "lbfgs_done": step_state["lbfgs_done"],
+            "error_samples": trainer.error_samples,
         }, trainer.step if kept else None)
     if not kept:
         trainer.checkpoint_step = trainer.step

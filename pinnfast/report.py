@@ -134,7 +134,7 @@ def identification_warning(name, summary, config, drift_at_cap=None):
         reasons.append(f"{who} was still moving ({100 * moved:+.2g} % between the halves of its "
                        f"averaging window, steps {first}–{last})")
         advice.append(more_steps)
-    init = summary[f"{name}_init"]
+    init = summary.get(f"{name}_init")
     if summary[f"{name}_window"] is not None and init and not 1 / RAN_OFF <= abs(value / init) <= RAN_OFF:
         reasons.append(f"{who} went from its initial {init:.3g} to {value:.3g}, "
                        f"{'collapsing towards 0' if abs(value) < abs(init) else 'running off'}")

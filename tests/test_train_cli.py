@@ -67,8 +67,11 @@ def test_train_resumes_with_its_factory_and_its_data(tmp_path, monkeypatch, caps
     common = ["train", "--problem", f"{path}:make_problem", "--data", str(tmp_path / "obs.npz")]
     assert run_cli(common + ["--out", str(tmp_path / "a")] + SMALL, capsys)[0] == 0
     assert run_cli(common + ["--out", str(tmp_path / "b")] + SMALL[:1] + ["3"] + SMALL[2:], capsys)[0] == 0
-    monkeypatch.chdir(tmp_path)  # elsewhere: the run finds its factory and its data itself
+    monkeypatch.chdir(tmp_path)  # elsewhere: the run finds its data itself; its code comes from --problem only
     code, out, err = run_cli(["train", "--out", str(tmp_path / "b"), "--resume", "--steps", "6", "--quiet"], capsys)
+    assert code == 2 and f"give its factory again, as it began: --problem {path}:make_problem" in err
+    code, out, err = run_cli(["train", "--problem", f"{path}:make_problem", "--out", str(tmp_path / "b"), "--resume",
+                              "--steps", "6", "--quiet"], capsys)
     assert code == 0, err
     a, b = (json.loads((tmp_path / d / "result.json").read_text()) for d in "ab")
     assert a["kappa"] == b["kappa"] and b["steps"] == 6 and b["data"] == str(tmp_path / "obs.npz")
