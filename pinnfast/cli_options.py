@@ -41,6 +41,8 @@ _seed = _checked(int, lambda value: 0 <= value < 2 ** 63, "an integer from 0 to 
 _positive_float = _checked(float, lambda value: 0 < value < float("inf"), "a positive number")
 _fraction = _checked(float, lambda value: 0 < value < 1, "a number between 0 and 1, e.g. 0.01 for 1 %")
 _rate = _checked(float, lambda value: 0 < value <= 1, "a number in (0, 1]")
+_threads = _checked(str, lambda text: text == "auto" or (text.isdigit() and int(text) >= 1),
+                    "auto or an integer >= 1")
 _count = _checked(int, lambda value: value >= 0, "an integer >= 0")
 # Training settings users tune: (TrainConfig field, argparse type or choices, help); their flags are the fields'.
 TUNING = (
@@ -301,4 +303,8 @@ def _run_options(command, run_flags):
     command.add_argument("--checkpoint-every", type=_positive_int,
                          help="steps between checkpoints, metric writes and NaN checks "
                               f"(default {DEFAULTS.checkpoint_every})")
+    command.add_argument("--threads", type=_threads, default="auto",
+                         help="CPU threads: auto takes the cores other processes leave free, checked at every "
+                              "checkpoint (runs that share the cores take one each; default auto, or OMP_NUM_THREADS "
+                              "when set), or a number")
     command.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -7,8 +7,9 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+import torch
 
-from . import checkpoint, distributed
+from . import checkpoint, distributed, threads
 from .burgers import BurgersInverse, make_observations
 from .checkpoint import check_options, load_run, resume_target
 from .cli_options import RUN_OPTIONS, STOPPING
@@ -242,6 +243,11 @@ def _train_and_report(trainer, args, out):
     if trainer.config.compile and not trainer.finished and not args.quiet:
         print("pinnfast: compiling the losses with torch.compile first (about half a minute on 2 cores the first "
               "time, seconds once torch has cached it; --no-compile trains without)", file=sys.stderr)
+    count = threads.fixed(args.threads)
+    if count is not None:
+        torch.set_num_threads(count)
+    else:
+        trainer.threads = threads.CoreWatch()
     try:
         result = trainer.run(progress=not args.quiet)
     except (KeyboardInterrupt, TrainingDiverged) as exc:

@@ -98,6 +98,7 @@ class Trainer:
             self.stepper.params, self.stepper.optimizer, self.stepper.generator, self.stepper.weights)
         self.seconds, self.checkpoint_step = 0.0, None
         self.error_samples = []  # [step, {unknown: [jackknife standard error per member]}], rank 0's
+        self.threads = None  # a threads.CoreWatch: torch's threads follow the free cores, checked at each flush
         self.name_metrics()
 
     def name_metrics(self):
@@ -153,6 +154,7 @@ class Trainer:
         if self.step in keep:  # step 0: the initial network
             self.save_checkpoint(kept=True)
         self.stepper.compile()  # before the progress bar starts, which then shows the steps' rate
+        self._adapt_threads()  # after the compile: kernels compiled with every core follow the thread count
         with _progress_bar(self.config.steps, self.step, progress and self.ranks.main) as bar:
             while self.step < self.config.steps:
                 pending.append(self.train_step())
@@ -164,6 +166,7 @@ class Trainer:
                         self.error_samples.append([self.step, self._jackknife_now()])
                     self.seconds = seconds_before + time.perf_counter() - started
                     rows = self._record(pending)
+                    self._adapt_threads()
                     if bar is not None:
                         bar.update(len(rows))
                         bar.set_postfix({name: f"{value:.4g}" for name, value in zip(self.metric_names, rows[-1])
@@ -183,6 +186,10 @@ class Trainer:
             if result[f"{name}_warning"]:
                 warnings.warn(result[f"{name}_warning"], PinnfastWarning)
         return result
+
+    def _adapt_threads(self):
+        if self.threads is not None:
+            self.threads.adjust()
 
     def _lbfgs_finish(self):
         """The L-BFGS finish (:meth:`~pinnfast.step.TrainingStep.lbfgs_finish`), its trace in ``lbfgs.csv``
