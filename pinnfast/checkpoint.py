@@ -67,7 +67,7 @@ def save(trainer, kept=False):
             **{name: step_state[name] for name in ("optimizer", "scheduler", "weights", "generators")},
             "world_size": trainer.ranks.world, "device_type": trainer.device.type, "data": plain(trainer.data),
             "nu_true": plain(trainer.nu_true), "version": __version__, "lbfgs_done": step_state["lbfgs_done"],
-            "error_samples": trainer.error_samples,
+            "error_samples": plain(trainer.error_samples),
         }, trainer.step if kept else None)
     if not kept:
         trainer.checkpoint_step = trainer.step

@@ -12,6 +12,7 @@ right to write it (an OS lock the kernel releases when the process dies, so a ki
 """
 import contextlib
 import csv
+import importlib
 import io
 import json
 import math
@@ -191,19 +192,32 @@ def _try_lock(handle):
 
 def load_checkpoint(run_dir, step=None):
     """The checkpoint of a run folder (``step``: the one kept at that step) as a dict loaded on the CPU, or a
-    one-line error. Loaded as data only (``weights_only=True``): a checkpoint that needs code to load is refused."""
+    one-line error. Loaded as data only (``weights_only=True``, numpy arrays and scalars allowed, as older
+    checkpoints may hold them): a checkpoint that needs code to load is refused."""
     path = Path(run_dir) / CHECKPOINT if step is None else kept_path(run_dir, step)
     if Path(run_dir).exists() and not Path(run_dir).is_dir():
         raise PinnfastError(f"{run_dir} is a file, not a run folder")
     if not path.is_file():
         raise PinnfastError(f"{path}: no checkpoint; train with `pinnfast infer --out {run_dir}` first")
     try:
-        state = torch.load(path, weights_only=True, map_location="cpu")
+        with torch.serialization.safe_globals(_NUMPY_DATA):
+            state = torch.load(path, weights_only=True, map_location="cpu")
     except Exception as exc:  # truncated, foreign, or holding objects that only code could rebuild
         reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
         raise PinnfastError(f"{path}: not a readable pinnfast checkpoint ({reason})") from None
     check_structure(state, path)
     return state
+
+
+def _numpy_data():
+    """What unpickles numpy arrays and scalars (data that older checkpoints may hold, e.g. a ``nu_true`` given as
+    ``np.float64``) and nothing else: numpy's array and scalar constructors and its dtypes."""
+    multiarray = importlib.import_module("numpy._core.multiarray" if hasattr(np, "_core") else "numpy.core.multiarray")
+    dtypes = {type(np.dtype(code)) for code in "?bhilqBHILQefdgFDG"}
+    return [multiarray._reconstruct, multiarray.scalar, np.ndarray, np.dtype, *dtypes]
+
+
+_NUMPY_DATA = _numpy_data()
 
 
 def check_structure(state, path):
@@ -300,8 +314,8 @@ def cut_metrics_at(run_dir, header, step):
     path = Path(run_dir) / METRICS_CSV
     rows = []
     if path.is_file():
-        with open(path, newline=None) as handle:
-            rows = list(csv.reader(handle))
+        with open(path, newline=None) as handle:  # any line ends; a blank line is no row
+            rows = [row for row in csv.reader(handle) if row]
     steps = [row[0] if row else "" for row in rows[1:step + 1]]
     if not rows or rows[0] != list(header) or steps != [str(k) for k in range(1, step + 1)]:
         raise PinnfastError(f"{path} does not match {CHECKPOINT} (at step {step}): it belongs to another run; "

@@ -101,7 +101,7 @@ def test_a_malformed_checkpoint_is_one_line(state, message, trained, tmp_path, c
 def test_metrics_with_cr_line_ends_still_read(trained, tmp_path):
     run, _ = trained
     text = (run / METRICS_CSV).read_text()
-    (tmp_path / METRICS_CSV).write_bytes(text.replace("\n", "\r").encode())
+    (tmp_path / METRICS_CSV).write_bytes(text.replace("\n", "\r").encode())  # text mode read \r\n as \n
     ours, theirs = pf.runfolder.metrics_table(tmp_path), pf.runfolder.metrics_table(run)
     assert ours.dtype.names == theirs.dtype.names and np.array_equal(ours["loss"], theirs["loss"])
 
@@ -393,3 +393,46 @@ def test_a_full_disk_names_the_file_and_keeps_the_last_checkpoint(trained, tmp_p
     code, _, err = run_cli(["infer", "--out", str(out), "--resume", "--quiet"], capsys)
     assert code == 2 and err.strip().splitlines()[-1] == (f"pinnfast: error: {out / 'training.png'}: cannot write "
                                                           "(No space left on device)")
+
+
+def test_a_resume_reads_metrics_with_cr_line_ends(trained, tmp_path, capsys):
+    run, _ = trained
+    copied = _copy_run(run, tmp_path / "cr")
+    (copied / METRICS_CSV).write_bytes((copied / METRICS_CSV).read_bytes().replace(b"\r\n", b"\r"))
+    code, _, err = run_cli(["infer", "--out", str(copied), "--resume", "--steps", "40", "--quiet"], capsys)
+    assert code == 0, err
+    assert pf.runfolder.metrics_table(copied)["step"].tolist() == list(range(1, 41))
+
+
+def test_a_second_ctrl_c_keeps_the_resume_hint(trained, tmp_path, monkeypatch, capsys):
+    from pinnfast import commands
+
+    _, data = trained
+    original = pf.Trainer.train_step
+
+    def interrupted(self):
+        if self.step == 15:
+            raise KeyboardInterrupt  # the first Ctrl-C, during training
+        return original(self)
+
+    def plotting(*args):
+        raise KeyboardInterrupt  # the second, while the history is plotted
+
+    monkeypatch.setattr(pf.Trainer, "train_step", interrupted)
+    monkeypatch.setattr(commands, "_plot", plotting)
+    out = tmp_path / "run"
+    code, _, err = run_cli(["infer", "--data", str(data), "--out", str(out), "--steps", "30", *TINY], capsys)
+    assert code == 130 and err.strip().splitlines()[-1] == (
+        f"pinnfast: interrupted at step 15; the last checkpoint (step 10) is in {out / CHECKPOINT}; continue with "
+        f"`pinnfast infer --out {out} --resume`")
+
+
+def test_numpy_values_of_older_checkpoints_still_load(trained, tmp_path, capsys):
+    run, _ = trained
+    older = _copy_run(run, tmp_path / "older")
+    state = torch.load(older / CHECKPOINT, weights_only=True)
+    state.update(nu_true=np.float64(0.02), error_samples=[[25, {"nu": np.array([0.001])}]])
+    torch.save(state, older / CHECKPOINT)
+    code, _, err = run_cli(["infer", "--out", str(older), "--resume", "--steps", "40", "--quiet"], capsys)
+    assert code == 0, err
+    assert type(torch.load(older / CHECKPOINT, weights_only=True)["nu_true"]) is float  # written back plain
