@@ -33,8 +33,14 @@ def command():
     torch, its compiler stack and matplotlib leave alive: 0.7–0.9 s of the main job on the 2-core CPU
     (BENCHMARKS.md), spent on nothing the command needs (every file it wrote is closed by then). Exit handlers
     still run, and objects still go when their last reference does. Not in :func:`main`, which tests and scripts
-    call in a process that goes on."""
+    call in a process that goes on. A process that torchrun started leaves at once (``os._exit``, after flushing
+    its output): its process group is gone and its files closed by then, and the C++ runtime's teardown of gloo's
+    threads has aborted finished runs ("terminate called without an active exception", exit 134)."""
     code = main()
+    if distributed.launched():
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
     gc.freeze()
     return code
 
