@@ -190,6 +190,11 @@ def resume_target(state, steps, out_dir):
     return state["config"]["steps"] if steps is None else steps
 
 
+def describes(result, state):
+    """Whether a run's ``result`` (result.json) reports the checkpoint ``state``: its step, on its data."""
+    return (result.get("steps"), result.get("data_sha256")) == (state["step"], (state["data"] or {}).get("sha256"))
+
+
 @dataclasses.dataclass
 class Run:
     """A trained run, ready to use: the network (with its input normalisation), ν, the config and the result."""
@@ -233,7 +238,6 @@ def load_run(run_dir, device="cpu", pde=None):
     if isinstance(problem, BurgersInverse):  # its box came with the data; the network's normalisation keeps it
         problem.lo, problem.hi = (torch.tensor(bound, dtype=torch.float32) for bound in domain_box(problem.network))
     result = read_result(run_dir)
-    sha = (state["data"] or {}).get("sha256")
-    if (result.get("steps"), result.get("data_sha256")) != (state["step"], sha):
+    if not describes(result, state):
         result = {}  # a result.json from another point of the run, or another run, says nothing about this one
     return Run(problem.to(resolve_device(device)).eval(), config, result, state["step"])

@@ -163,9 +163,7 @@ def _resume_state(args, out):
     check_options(state, out, args.command, {flag: getattr(args, _dest(flag), None) for flag in RUN_OPTIONS})
     target = resume_target(state, args.steps, out)
     finished = state["step"] >= target and (not state["config"]["lbfgs_steps"] or state["lbfgs_done"])
-    result = read_result(out)
-    reported = (result.get("steps"), result.get("data_sha256")) == (state["step"], (state["data"] or {}).get("sha256"))
-    if finished and reported and (out / PLOT).is_file():
+    if finished and checkpoint.describes(read_result(out), state) and (out / PLOT).is_file():
         print(f"{out}: the run is complete ({state['step']} of {target} steps); nothing changed (raise --steps "
               "to train further)")
         return None

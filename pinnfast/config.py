@@ -17,6 +17,7 @@ from .burgers import BurgersInverse
 from .data import check_spread
 from .distributed import local_device
 from .errors import PinnfastError
+from .limits import check_viscosity
 from .models import MLP, ModifiedMLP
 from .pde import PDE
 from .problems import Helmholtz, KleinGordon, PDEProblem
@@ -263,6 +264,7 @@ def build_problem(config, observations=None, source="observations"):
         lo, hi = map(np.asarray, config.box)
         if not np.all(hi > lo):
             raise PinnfastError(f"the collocation box needs hi > lo in every coordinate, got lo={lo}, hi={hi}")
+    check_viscosity(config.nu_init, lo, hi)  # before the network is allocated
     network = network_class(3, 2, config.width, config.depth, domain=(lo, hi), members=config.members)
     return BurgersInverse(network, config.nu_init, torch.tensor(points, dtype=torch.float32),
                           torch.tensor(values, dtype=torch.float32), (lo, hi), config.n_collocation,

@@ -282,17 +282,13 @@ def _validate(columns, source, names, lines=None, labels=None, min_points=MIN_PO
         raise PinnfastError(f"{source}: columns have different lengths: "
                             + ", ".join(f"{name}={n}" for name, n in lengths.items()))
     for name, array in table.items():
-        bad = np.flatnonzero(~np.isfinite(array))
-        if bad.size:
-            where = f"line {lines[bad[0]]}" if lines is not None else f"index {bad[0]} (0-based)"
-            raise PinnfastError(f"{source}: {where}, column {labels[name]}: value {array[bad[0]]} is not finite "
-                                f"({bad.size} such value(s) in the column)")
-        huge = np.flatnonzero(np.abs(array) > MAX_VALUE)
-        if huge.size:
-            where = f"line {lines[huge[0]]}" if lines is not None else f"index {huge[0]} (0-based)"
-            raise PinnfastError(f"{source}: {where}, column {labels[name]}: value {array[huge[0]]:g} is beyond "
-                                f"±{MAX_VALUE:g}, where float32 training overflows ({huge.size} such value(s) in the "
-                                "column); rescale it")
+        overflows = f"is beyond ±{MAX_VALUE:g}, where float32 training overflows; rescale it"
+        for outside, why in ((~np.isfinite(array), "is not finite"), (np.abs(array) > MAX_VALUE, overflows)):
+            bad = np.flatnonzero(outside)
+            if bad.size:
+                where = f"line {lines[bad[0]]}" if lines is not None else f"index {bad[0]} (0-based)"
+                raise PinnfastError(f"{source}: {where}, column {labels[name]}: value {array[bad[0]]:g} {why} "
+                                    f"({bad.size} such value(s) in the column)")
     n = lengths[names[0]] if names else 0
     if n < min_points:
         raise PinnfastError(f"{source}: {n} points; at least {min_points} {'is' if min_points == 1 else 'are'} needed")

@@ -316,7 +316,7 @@ def cut_metrics_at(run_dir, header, step):
     if path.is_file():
         with open(path, newline=None) as handle:  # any line ends; a blank line is no row
             rows = [row for row in csv.reader(handle) if row]
-    steps = [row[0] if row else "" for row in rows[1:step + 1]]
+    steps = [row[0] for row in rows[1:step + 1]]
     if not rows or rows[0] != list(header) or steps != [str(k) for k in range(1, step + 1)]:
         raise PinnfastError(f"{path} does not match {CHECKPOINT} (at step {step}): it belongs to another run; "
                             "start again with --overwrite")
@@ -357,10 +357,10 @@ def write_file(path, write):
             os.unlink(tmp)
         reason = getattr(exc, "strerror", None) or str(exc).strip().splitlines()[0][:200]
         raise PinnfastError(f"{path}: cannot write ({reason})") from None
-    _after_write(path)
+    _after_write()
 
 
-def _after_write(path):
+def _after_write():
     """The tests' fault injection: with ``PINNFAST_TEST_KILL_AFTER_WRITE=N`` the process dies, as if killed, right
     after its N-th atomic write (unset: nothing happens)."""
     _WRITES["count"] += 1

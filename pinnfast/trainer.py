@@ -17,16 +17,15 @@ import time
 import warnings
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from . import checkpoint
 from ._version import __version__
 from .config import PROBLEM_SHAPES, PROBLEMS, build_problem, resolve_backend, resolve_compile, resolve_device
-from .data import check_spread, observations_sha256, validate_observations
+from .data import observations_sha256, validate_observations
 from .distributed import Ranks
 from .errors import PinnfastError, PinnfastWarning, TrainingDiverged
-from .limits import check_fits, check_viscosity, problem_shape
+from .limits import check_fits, problem_shape
 from .names import symbol
 from .pde import PDE
 from .report import result as summarize
@@ -82,9 +81,6 @@ class Trainer:
         elif config.problem == "burgers":  # checked as the CLI checks a file, whoever passes them
             observations = validate_observations(observations, source)
             self.data = {"path": path, "columns": columns, "sha256": observations_sha256(observations)}
-            if config.box is None:
-                check_spread(observations, source)  # the box comes from the points: one that float32 can hold
-            check_viscosity(config.nu_init, *(config.box or _bounds(observations)))
         check_fits(config, *(problem_shape(observations) if declared else PROBLEM_SHAPES[config.problem]),
                    self.device)
         self.problem = build_problem(config, observations, source).to(self.device, getattr(torch, config.dtype))
@@ -292,12 +288,6 @@ class Trainer:
             logged={name: value.item() for name, value in self.problem.logged().items()},
             lbfgs_done=self.stepper.lbfgs_done, error_samples=self.error_samples, jackknife=self._jackknife_now,
             data_fit=fit, data=self.data, version=__version__)
-
-
-def _bounds(observations):
-    """The box (lo, hi) of observations' points (x, y, t)."""
-    points = np.column_stack([observations[c] for c in ("x", "y", "t")])
-    return points.min(0), points.max(0)
 
 
 def _progress_bar(total, initial, enabled):
